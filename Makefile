@@ -1,0 +1,47 @@
+# conmon-go: a per-container monitor for podman and CRI-O.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DESTDIR ?=
+GO ?= go
+VERSION := 0.1.0
+REVISION := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+# The second line of --version: "commit: conmon-go <version> <revision>".
+LDFLAGS := -s -w -X 'github.com/conmon-go/conmon-go/monitor.Commit=conmon-go $(VERSION) $(REVISION)'
+BIN := bin/conmon-go
+# Integration tests run the binary built here (and /usr/bin/conmon as the reference).
+export CONMON_BINARY := $(CURDIR)/$(BIN)
+
+.PHONY: all build test unit fuzz demo install bench clean
+
+all: build
+
+build: $(BIN)
+
+$(BIN): $(shell find . -name '*.go' -not -path './hack/*') go.mod go.sum
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/conmon-go
+
+# Unit tests, short fuzz runs of the parsers, then the root integration suites (they skip
+# with a message when not root or when runc/podman/busybox are missing).
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseControl$$' -fuzztime 10s ./monitor/ctl
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./monitor/cli
+
+# Builds a busybox bundle and runs one container under conmon-go, showing its log and
+# exit status.
+demo: build
+	sh hack/demo.sh $(CURDIR)/$(BIN)
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/conmon-go
+	ln -sf conmon-go $(DESTDIR)$(BINDIR)/conmon-go-runtime
+
+bench: build
+	$(GO) run ./hack/bench -monitor $(CURDIR)/$(BIN)
+
+clean:
+	rm -rf bin

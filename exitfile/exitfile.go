@@ -1,0 +1,92 @@
+// Package exitfile writes the small files engines read to learn about a container:
+// exit files, the conmon pid file and OOM markers.
+//
+// Engines watch the exit directory with inotify and read a file as soon as it appears
+// (CRI-O reacts to the IN_MOVED_TO of the final name), so every file is written under a
+// temporary name in the same directory, synced, and renamed into place: a reader never sees
+// an empty or partial file.
+package exitfile
+
+import (
+	"fmt"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Write atomically replaces path with data: <path>.XXXXXX is created with O_EXCL and mode
+// 0666 (the umask applies, as for conmon's files), written, fsynced and renamed over path.
+// The temporary file never outlives a failure.
+func Write(path string, data []byte) error {
+	tmp, fd, err := createTemp(path)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	for len(data) > 0 && err == nil {
+		var n int
+		n, err = unix.Write(fd, data)
+		if err == unix.EINTR {
+			err = nil
+			continue
+		}
+		data = data[n:]
+	}
+	if err == nil {
+		err = unix.Fsync(fd)
+	}
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Rename(tmp, path)
+	}
+	if err != nil {
+		unix.Unlink(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// createTemp opens a new <path>.XXXXXX exclusively; the suffix comes from the clock and
+// a counter, and a collision simply moves on to the next name.
+func createTemp(path string) (string, int, error) {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	seed := uint64(ts.Nano()) ^ uint64(unix.Getpid())<<32
+	for i := uint64(0); i < 100; i++ {
+		tmp := path + "." + suffix(seed+i*0x9e3779b97f4a7c15)
+		fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o666)
+		if err == unix.EEXIST {
+			continue
+		}
+		return tmp, fd, err
+	}
+	return "", -1, unix.EEXIST
+}
+
+func suffix(v uint64) string {
+	const chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	var b [6]byte
+	for i := range b {
+		b[i] = chars[v%uint64(len(chars))]
+		v /= uint64(len(chars))
+	}
+	return string(b[:])
+}
+
+// WriteInt writes n in decimal, without a newline: podman parses it with strconv.Atoi and
+// CRI-O with strconv.ParseInt, neither of which accepts whitespace.
+func WriteInt(path string, n int) error {
+	var buf [24]byte
+	return Write(path, strconv.AppendInt(buf[:0], int64(n), 10))
+}
+
+// Touch creates path if it does not exist (mode 0666, umask applied), as conmon does for
+// the oom files. An existing file is left as it is.
+func Touch(path string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o666)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return unix.Close(fd)
+}

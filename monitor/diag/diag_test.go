@@ -1,0 +1,196 @@
+package diag
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseLevel(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Level
+		ok   bool
+	}{
+		{"error", Error, true}, {"FATAL", Error, true}, {"Panic", Error, true},
+		{"warn", Warning, true}, {"WARNING", Warning, true},
+		{"info", Info, true}, {"Debug", Debug, true}, {"tRaCe", Trace, true},
+		{"", 0, false}, {"foo", 0, false}, {"warnings", 0, false}, {"\u212Aelvin", 0, false},
+	}
+	for _, c := range cases {
+		got, ok := ParseLevel(c.in)
+		if ok != c.ok || (ok && got != c.want) {
+			t.Errorf("ParseLevel(%q) = %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func emitAll(l *Logger) {
+	l.Errorf("e %d", 1)
+	l.Warnf("w %s", "x")
+	l.Infof("i")
+	l.Debugf("d")
+	l.Tracef("t")
+}
+
+func TestPrefixesAndFiltering(t *testing.T) {
+	all := []string{"[conmon:e]: e 1\n", "[conmon:w]: w x\n", "[conmon:i]: i\n", "[conmon:d]: d\n", "[conmon:d]: t\n"}
+	for lv := Error; lv <= Trace; lv++ {
+		var buf bytes.Buffer
+		emitAll(New(lv, &buf, false, "cid", ""))
+		if want := strings.Join(all[:lv+1], ""); buf.String() != want {
+			t.Errorf("level %d: got %q, want %q", lv, buf.String(), want)
+		}
+	}
+}
+
+func TestErrnofAndStrerror(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(Warning, &buf, false, "cid", "")
+	l.Errnof(Warning, &os.PathError{Op: "open", Path: "/x", Err: syscall.ENOENT}, "Failed to open %s", "/x")
+	l.Errnof(Info, syscall.EACCES, "hidden")
+	if want := "[conmon:w]: Failed to open /x No such file or directory\n"; buf.String() != want {
+		t.Errorf("got %q, want %q", buf.String(), want)
+	}
+	if got := Strerror(syscall.EACCES); got != "Permission denied" {
+		t.Errorf("Strerror(EACCES) = %q", got)
+	}
+	if got := Strerror(errors.New("plain")); got != "plain" {
+		t.Errorf("Strerror(plain) = %q", got)
+	}
+}
+
+func TestSetStderrAndNil(t *testing.T) {
+	var a, b bytes.Buffer
+	l := New(Info, &a, false, "cid", "")
+	l.Infof("one")
+	l.SetStderr(&b)
+	l.Infof("two")
+	l.SetStderr(nil)
+	l.Infof("three")
+	if a.String() != "[conmon:i]: one\n" || b.String() != "[conmon:i]: two\n" {
+		t.Errorf("a=%q b=%q", a.String(), b.String())
+	}
+	var nl *Logger
+	nl.Errorf("x")
+	nl.Syslog(Error, "x")
+	nl.SetStderr(&a)
+}
+
+func TestConcurrent(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(Info, &buf, false, "cid", "")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				l.Infof("0123456789")
+			}
+		}()
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 800 {
+		t.Fatalf("got %d lines", len(lines))
+	}
+	for _, ln := range lines {
+		if ln != "[conmon:i]: 0123456789" {
+			t.Fatalf("interleaved line %q", ln)
+		}
+	}
+}
+
+// listen binds a datagram socket that stands in for /dev/log.
+func listen(t *testing.T) (int, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "log")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	return fd, path
+}
+
+// recv returns the queued datagrams: AF_UNIX delivery is synchronous, so everything sent
+// is already there and EAGAIN means "no more".
+func recv(t *testing.T, fd int) []string {
+	t.Helper()
+	var out []string
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EAGAIN {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(buf[:n]))
+	}
+}
+
+func TestSyslogFormat(t *testing.T) {
+	fd, path := listen(t)
+	ident := regexp.QuoteMeta(filepath.Base(os.Args[0]))
+	stamp := `[A-Z][a-z]{2} [ 123][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9]`
+
+	var buf bytes.Buffer
+	l := New(Debug, &buf, true, "0123456789abcdef0123456789", "")
+	l.sockPath = path
+	emitAll(l)
+	l.Errnof(Warning, syscall.ENOSPC, "write failed")
+	want := []string{
+		`<11>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <error>: e 1`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <nwarn>: w x`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <ninfo>: i`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <ndebug>: d`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <pwarn>: write failed: No space left on device`,
+	}
+	got := recv(t, fd)
+	if len(got) != len(want) {
+		t.Fatalf("got %d datagrams %q, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		if !regexp.MustCompile(`^` + want[i] + `$`).MatchString(got[i]) {
+			t.Errorf("datagram %d = %q, want /%s/", i, got[i], want[i])
+		}
+	}
+
+	// --log-tag: the id part is "<cid>: <tag>", still cut at 20 bytes.
+	lt := New(Info, nil, true, "abc", "mytag-is-long-enough")
+	lt.sockPath = path
+	lt.Infof("x")
+	if got := recv(t, fd); len(got) != 1 || !strings.HasSuffix(got[0], ": conmon abc: mytag-is-long-e <ninfo>: x") {
+		t.Errorf("tagged datagram = %q", got)
+	}
+}
+
+func TestSyslogForcedAndOff(t *testing.T) {
+	fd, path := listen(t)
+	l := New(Error, nil, false, "cid", "")
+	l.sockPath = path
+	l.Errorf("not sent without --syslog")
+	l.Syslog(Info, "runtime selection: x")
+	got := recv(t, fd)
+	if len(got) != 1 || !strings.HasPrefix(got[0], "<14>") || !strings.HasSuffix(got[0], ": conmon cid <ninfo>: runtime selection: x") {
+		t.Errorf("got %q", got)
+	}
+
+	// An absent socket is silently ignored.
+	l.sockPath = filepath.Join(t.TempDir(), "missing")
+	l.Syslog(Error, "dropped")
+}

@@ -1,0 +1,77 @@
+package monitor
+
+import (
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// inheritedFDs lists every fd ≥ 3 open without FD_CLOEXEC, except those in skip: the fds
+// the engine passed on purpose (preserved fds, podman's port reservations, rootless sync
+// pipes). Everything the Go runtime opens is close-on-exec, so these are exactly the
+// engine's (lifecycle.md §8).
+func inheritedFDs(skip ...int) []int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd < 3 || contains(skip, fd) {
+			continue
+		}
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			continue
+		}
+		fds = append(fds, fd)
+	}
+	return fds
+}
+
+func contains(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// markAllCloexec makes every fd ≥ 3 close-on-exec, so the exit command starts with fds
+// 0-2 only (Go cannot close descriptors between fork and exec).
+func markAllCloexec() {
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= 3 {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
+
+// parseFDEnv reads an _OCI_* variable: the whole value must be a decimal number.
+func parseFDEnv(name string) (fd int, present bool, err error) {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return -1, false, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || v[0] == '+' {
+		return -1, true, errUnparsable
+	}
+	return n, true, nil
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errUnparsable = constError("unparsable fd number")

@@ -1,0 +1,64 @@
+// Package monitor is the life cycle of one container (or exec) monitor: the launcher that
+// engines start, the daemon it re-executes, the runtime invocation, the sync protocol, the
+// reaper, and the exit sequence. The byte formats and engine expectations it implements are
+// specified in the project's shared spec (lifecycle.md, protocol.md, exit.md).
+package monitor
+
+import (
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Commit identifies this build in the second line of --version; set with -ldflags -X.
+var Commit = "conmon-go"
+
+// handledSignals are taken away from Go's default actions at the very start: SIGQUIT
+// would dump goroutines and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on fd 1/2
+// would kill the process, and each of these orphans a running container.
+var handledSignals = []os.Signal{
+	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGCHLD, unix.SIGPIPE,
+}
+
+func init() {
+	// A monitor started through /proc/self/exe is named "exe"; engines and operators look
+	// for "conmon". PR_SET_NAME names the calling thread only, and init runs on the main
+	// thread, whose name is the process's comm.
+	if _, ok := os.LookupEnv(envDaemon); !ok {
+		return
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	name := filepath.Base(os.Args[0])
+	if len(name) > 15 {
+		name = name[:15]
+	}
+	if b, err := unix.BytePtrFromString(name); err == nil {
+		unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(b)), 0, 0, 0)
+	}
+}
+
+// Main runs the binary in the mode its environment selects and returns the exit status.
+func Main(args []string) int {
+	if v, ok := os.LookupEnv(envTrampoline); ok {
+		os.Unsetenv(envTrampoline)
+		return trampolineMain(args, v == "1")
+	}
+	signals := make(chan os.Signal, 32)
+	signal.Notify(signals, handledSignals...)
+	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok {
+		// More Ps mean more threads and memory in every monitor on a large node; the
+		// output path needs two (stdout and stderr).
+		runtime.GOMAXPROCS(2)
+	}
+	if v, ok := os.LookupEnv(envDaemon); ok {
+		os.Unsetenv(envDaemon)
+		return daemonMain(args, v, signals)
+	}
+	return launcherMain(args, signals)
+}

@@ -1,0 +1,74 @@
+package monitor
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestStatusCode(t *testing.T) {
+	for _, tc := range []struct {
+		ws   unix.WaitStatus
+		want int
+	}{
+		{unix.WaitStatus(3 << 8), 3},
+		{unix.WaitStatus(uint32(unix.SIGKILL)), 137},
+		{unix.WaitStatus(uint32(unix.SIGTERM)), 143},
+	} {
+		if got := statusCode(tc.ws); got != tc.want {
+			t.Errorf("statusCode(%#x) = %d, want %d", uint32(tc.ws), got, tc.want)
+		}
+	}
+}
+
+// A status reaped before anybody waits for the pid (an exec that exits before its pid file
+// is read) is found later; the cache never exceeds its bound.
+func TestReaperCachesEarlyExits(t *testing.T) {
+	r := newReaper()
+	pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", "exit 5"}, &syscall.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.reap()
+		r.mu.Lock()
+		_, cached := r.cache[pid]
+		r.mu.Unlock()
+		if cached {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("child never reaped")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a child that has not exited yet
+	}
+	if got := statusCode(<-r.wait(pid)); got != 5 {
+		t.Fatalf("status %d, want 5", got)
+	}
+	for i := 0; i < maxCachedStatuses+10; i++ {
+		r.deliver(1_000_000+i, 0)
+	}
+	if len(r.cache) > maxCachedStatuses {
+		t.Fatalf("cache holds %d statuses", len(r.cache))
+	}
+}
+
+func TestReadPidFile(t *testing.T) {
+	dir := t.TempDir()
+	for content, want := range map[string]int{"123": 123, " 42\n": 42, "": 0, "0": 0, "abc": 0, "-5": 0, "+7": 0} {
+		path := filepath.Join(dir, "pid")
+		os.WriteFile(path, []byte(content), 0o644)
+		got, err := readPidFile(path)
+		if got != want || (want == 0) != (err != nil) {
+			t.Errorf("readPidFile(%q) = %d, %v; want %d", content, got, err, want)
+		}
+	}
+	if _, err := readPidFile(filepath.Join(dir, "missing")); err == nil {
+		t.Error("missing pid file accepted")
+	}
+}

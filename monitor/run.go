@@ -1,0 +1,501 @@
+package monitor
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/monitor/cli"
+	"github.com/conmon-go/conmon-go/monitor/ctl"
+	"github.com/conmon-go/conmon-go/monitor/diag"
+	"github.com/conmon-go/conmon-go/monitor/oom"
+	"github.com/conmon-go/conmon-go/monitor/sdnotify"
+	"github.com/conmon-go/conmon-go/ptyio"
+	"github.com/conmon-go/conmon-go/ptyio/journald"
+	"github.com/conmon-go/conmon-go/ptyio/k8sfile"
+	"github.com/conmon-go/conmon-go/seqpacket"
+)
+
+// Bounds of the exit sequence (lifecycle.md §14): engines give up ≈ 5 s after the death.
+const (
+	drainIdle         = 250 * time.Millisecond
+	drainTotal        = 2 * time.Second
+	attachFlush       = time.Second
+	timeoutReap       = time.Second
+	exitCommandBound  = 300 * time.Second
+	runtimeStderrWait = time.Second
+	maxRuntimeStderr  = 8191
+)
+
+// logger is what the monitor and its parts report through.
+type logger interface {
+	Warnf(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+type monitor struct {
+	opts    *cli.Options
+	log     *diag.Logger
+	signals chan os.Signal
+	reaper  *reaper
+	spawner *spawner
+
+	sync       *syncPipe
+	attachPipe *syncPipe // nil unless --exec-attach; closed after its one message
+	startFD    int       // kept only for --exec-attach's second read
+	inherited  []int
+
+	runtimePath string
+	runtimeArgs []string
+	trustRecord string // record to remove at exit
+
+	pipes   *ptyio.Pipes
+	console *ptyio.ConsoleSocket
+	drivers []ptyio.LogDriver
+	attach  *seqpacket.Server
+	fifos   *ctl.FIFOs
+	notify  *sdnotify.Proxy
+	oomw    *oom.Watcher
+	stdin   *stdinGate
+
+	mu             sync.Mutex // guards the fields below, shared with the signal loop
+	runtimeStarted bool
+	runtimePid     int
+	containerPid   int
+	pidfd          int
+	term           *ptyio.Terminal
+	pendingSize    [2]int
+	hasPendingSize bool
+}
+
+func newMonitor(opts *cli.Options, log *diag.Logger, signals chan os.Signal, syncFD, startFD, attachFD int) *monitor {
+	m := &monitor{
+		opts:    opts,
+		log:     log,
+		signals: signals,
+		reaper:  newReaper(),
+		startFD: startFD,
+		pidfd:   -1,
+	}
+	m.spawner = &spawner{reaper: m.reaper, replaceLPID: opts.ReplaceListenPID}
+	// The engine's notification fds must not leak into the runtime or the container.
+	for _, fd := range []int{syncFD, startFD, attachFD} {
+		if fd >= 0 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	m.sync = newSyncPipe(syncFD, log)
+	if attachFD >= 0 {
+		m.attachPipe = newSyncPipe(attachFD, log)
+	}
+	m.inherited = inheritedFDs(syncFD, startFD, attachFD)
+	return m
+}
+
+// run is the monitor proper (lifecycle.md §2, M2–M19). It returns the process exit status.
+func (m *monitor) run() int {
+	opts := m.opts
+	go m.signalLoop()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return m.fail("Failed to set as subreaper: " + diag.Strerror(err))
+	}
+	m.spawner.lowerOOMScore(m.log)
+	m.runtimePath, m.runtimeArgs = opts.Runtime, opts.RuntimeArgs
+	if opts.Trust.Active {
+		d, err := selectRuntime(opts, m.log, false)
+		if err != nil {
+			return m.fail(err.Error())
+		}
+		m.runtimePath, m.runtimeArgs = d.path, d.args
+		if d.recordDir != "" {
+			m.trustRecord = d.recordDir
+		}
+	}
+	if opts.SdNotifySocket != "" && opts.Bundle != "" {
+		p, err := sdnotify.NewProxy(opts.Bundle, opts.SdNotifySocket, m.log)
+		if err != nil {
+			return m.fail(err.Error())
+		}
+		m.notify = p
+		p.Start()
+	}
+	if err := m.setupStdio(); err != nil {
+		return m.fail(err.Error())
+	}
+	if err := m.openLogs(); err != nil {
+		return m.fail(err.Error())
+	}
+	if opts.Bundle != "" && !opts.Logs.Passthrough {
+		if err := m.listenAttach(); err != nil {
+			return m.fail(err.Error())
+		}
+	}
+	if m.attachPipe != nil {
+		m.attachPipe.send("data", 0, "")
+		m.attachPipe.close()
+		m.attachPipe = nil
+		if m.startFD >= 0 {
+			// podman writes the second byte once its attach client is connected.
+			if err := readStartPipe(m.startFD); err != nil {
+				return m.fail("start-pipe read failed " + diag.Strerror(err))
+			}
+		}
+	}
+	return m.runRuntime()
+}
+
+// setupStdio creates the container's stdio (lifecycle.md §6).
+func (m *monitor) setupStdio() error {
+	opts := m.opts
+	if opts.Logs.Passthrough {
+		return nil
+	}
+	var err error
+	if opts.Terminal {
+		if m.console, err = ptyio.NewConsoleSocket(os.Getenv("TMPDIR")); err != nil {
+			return err
+		}
+		m.console.Log = m.log
+		m.pipes, err = ptyio.NewPipes(false, false)
+	} else {
+		m.pipes, err = ptyio.NewPipes(opts.Stdin, true)
+	}
+	if err != nil {
+		return err
+	}
+	m.stdin = newStdinGate()
+	if !opts.Terminal && m.pipes.Stdin != nil {
+		m.stdin.open(ptyio.NewStdin(m.pipes.Stdin, false, opts.Stdin && !opts.LeaveStdinOpen, m.log))
+	} else if !opts.Terminal {
+		m.stdin.open(nil)
+	}
+	return nil
+}
+
+func (m *monitor) openLogs() error {
+	opts := m.opts
+	if opts.Logs.Passthrough {
+		return nil
+	}
+	if opts.Logs.HasK8s {
+		w, err := k8sfile.Open(k8sfile.Config{
+			Path:          opts.Logs.K8sPath,
+			SizeMax:       opts.LogSizeMax,
+			GlobalSizeMax: opts.LogGlobalSizeMax,
+			Rotate:        opts.LogRotate,
+			MaxFiles:      opts.LogMaxFiles,
+			AllowlistDirs: opts.LogAllowlistDirs,
+			Log:           m.log,
+		})
+		if err != nil {
+			return errors.New("Failed to open log file " + diag.Strerror(err))
+		}
+		m.drivers = append(m.drivers, w)
+	}
+	if opts.Logs.Journald {
+		w, err := journald.New(journald.Config{
+			CID:           opts.CID,
+			Name:          opts.Name,
+			Tag:           opts.LogTag,
+			Labels:        opts.LogLabels,
+			NoPartialFlag: opts.NoContainerPartialMessage,
+			Log:           m.log,
+		})
+		if err != nil {
+			return err
+		}
+		m.drivers = append(m.drivers, w)
+	}
+	return nil
+}
+
+// listenAttach creates the attach socket and the ctl/winsz FIFOs; podman connects and
+// writes to ctl right after it reads the pid, so they exist before it is reported.
+func (m *monitor) listenAttach() error {
+	opts := m.opts
+	socketDir := opts.SocketDir
+	if opts.FullAttach {
+		socketDir = ""
+	}
+	srv, err := seqpacket.Listen(seqpacket.Config{
+		Bundle:    opts.Bundle,
+		SocketDir: socketDir,
+		CUUID:     opts.CUUID,
+		Stdin:     m.stdin,
+		Log:       m.log,
+	})
+	if err != nil {
+		return err
+	}
+	m.attach = srv
+	srv.Start()
+	fifos, err := ctl.Create(opts.Bundle, m, m.log)
+	if err != nil {
+		return err
+	}
+	m.fifos = fifos
+	fifos.Start()
+	return nil
+}
+
+// Resize applies a ctl/winsz resize; before the pty master exists only the latest size is
+// kept, and without a terminal resizes are dropped (ctl.Handler).
+func (m *monitor) Resize(rows, cols int) {
+	if !m.opts.Terminal {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.term == nil {
+		m.pendingSize = [2]int{rows, cols}
+		m.hasPendingSize = true
+		return
+	}
+	if err := m.term.Resize(rows, cols); err != nil {
+		m.log.Warnf("%v", err)
+	}
+}
+
+// Reopen serves ctl's "2 0 0" (ctl.Handler).
+func (m *monitor) Reopen() {
+	for _, d := range m.drivers {
+		d.Reopen()
+	}
+}
+
+// runtimeArgv builds the runtime's command line exactly as lifecycle.md §5.1 lays it out.
+func (m *monitor) runtimeArgv() []string {
+	opts := m.opts
+	argv := []string{m.runtimePath}
+	if opts.SystemdCgroup && !opts.Exec {
+		argv = append(argv, "--systemd-cgroup")
+	}
+	argv = append(argv, m.runtimeArgs...)
+	switch {
+	case opts.Exec:
+		argv = append(argv, "exec", "--pid-file", opts.ContainerPidfile,
+			"--process", opts.ExecProcessSpec, "--detach")
+	default:
+		sub := "create"
+		if opts.Restore != "" {
+			sub = "restore"
+		}
+		argv = append(argv, sub, "--bundle", opts.Bundle, "--pid-file", opts.ContainerPidfile)
+		if opts.NoPivot {
+			argv = append(argv, "--no-pivot")
+		}
+		if opts.NoNewKeyring {
+			argv = append(argv, "--no-new-keyring")
+		}
+		if opts.Restore != "" {
+			argv = append(argv, "--detach", "--image-path", opts.Restore, "--work-path", opts.Bundle)
+		}
+	}
+	argv = append(argv, opts.RuntimeOpts...)
+	if m.console != nil {
+		argv = append(argv, "--console-socket", m.console.Path)
+	}
+	return append(argv, opts.CID)
+}
+
+type runtimeResult struct {
+	ws  unix.WaitStatus
+	err error
+}
+
+// runRuntime starts the runtime, waits for it (and the console), reports the pid, and
+// runs the container until it exits (M11–M19).
+func (m *monitor) runRuntime() int {
+	opts := m.opts
+	argv := m.runtimeArgv()
+	m.log.Tracef("calling runtime args: %s", joinArgs(argv))
+	files := []uintptr{0, 1, 2}
+	if m.pipes != nil {
+		for i, f := range m.pipes.Child {
+			files[i] = f.Fd()
+		}
+	}
+	done := make(chan runtimeResult, 1)
+	started := make(chan error, 1)
+	m.mu.Lock()
+	m.runtimeStarted = true
+	m.mu.Unlock()
+	go func() {
+		ws, err := m.spawner.runLocked(child{argv: argv, env: os.Environ(), files: files, setpgid: true},
+			func(pid int, err error) {
+				m.mu.Lock()
+				m.runtimePid = pid
+				m.mu.Unlock()
+				started <- err
+			})
+		done <- runtimeResult{ws, err}
+	}()
+	if err := <-started; err != nil {
+		return m.finishFailed("Failed to fork runtime: " + diag.Strerror(err))
+	}
+	if opts.Logs.Passthrough {
+		redirectStdio()
+	}
+	if m.pipes != nil {
+		m.pipes.CloseChildEnds()
+	}
+
+	var termCh chan termResult
+	runtimeDone := make(chan struct{})
+	if m.console != nil {
+		termCh = make(chan termResult, 1)
+		go func() {
+			t, err := m.console.Receive(runtimeDone)
+			termCh <- termResult{t, err}
+		}()
+	}
+	res := <-done
+	close(runtimeDone)
+	m.mu.Lock()
+	m.runtimePid = 0
+	m.mu.Unlock()
+	runtimeOK := res.ws.Exited() && res.ws.ExitStatus() == 0
+
+	if termCh != nil {
+		tr := <-termCh
+		m.console.Close()
+		if tr.err == nil {
+			m.setTerminal(tr.t)
+		} else if runtimeOK {
+			if errors.Is(tr.err, ptyio.ErrNoTerminal) {
+				return m.finishFailed("Runtime did not set up terminal")
+			}
+			return m.finishFailed(tr.err.Error())
+		}
+	}
+	if !runtimeOK {
+		status := statusCode(res.ws)
+		text := m.runtimeStderr()
+		if text != "" {
+			m.log.Warnf("runtime stderr: %s", text)
+		}
+		if !opts.Exec {
+			if text == "" {
+				text = "runtime exited with status " + strconv.Itoa(status)
+			}
+			m.log.Debugf("Failed to create container: exit status %d", status)
+			return m.finishFailed(text)
+		}
+		m.log.Warnf("runtime exec exited with status %d", status)
+	}
+	pid, err := readPidFile(opts.ContainerPidfile)
+	if err != nil {
+		text := m.runtimeStderr()
+		if text == "" {
+			text = "runtime did not write a valid pid file " + opts.ContainerPidfile + ": " + err.Error()
+		}
+		return m.finishFailed(text)
+	}
+	return m.superviseContainer(pid)
+}
+
+type termResult struct {
+	t   *ptyio.Terminal
+	err error
+}
+
+func (m *monitor) setTerminal(t *ptyio.Terminal) {
+	m.mu.Lock()
+	m.term = t
+	if m.hasPendingSize {
+		if err := t.Resize(m.pendingSize[0], m.pendingSize[1]); err != nil {
+			m.log.Warnf("%v", err)
+		}
+	}
+	m.mu.Unlock()
+	// A client's stdin goes to the pty even without -i (lifecycle.md §6.2).
+	m.stdin.open(ptyio.NewStdin(t.Master, true, m.opts.Stdin && !m.opts.LeaveStdinOpen, m.log))
+}
+
+// runtimeStderr collects what the failed runtime wrote on the stderr pipe: until EOF,
+// maxRuntimeStderr bytes, or runtimeStderrWait; once something arrived, until the pipe is
+// empty (the runtime has exited, so its output is complete).
+func (m *monitor) runtimeStderr() string {
+	if m.pipes == nil || m.pipes.Stderr == nil {
+		return ""
+	}
+	f := m.pipes.Stderr
+	buf := make([]byte, maxRuntimeStderr)
+	n := 0
+	deadline := time.Now().Add(runtimeStderrWait)
+	for n < len(buf) {
+		if n > 0 {
+			deadline = time.Now() // only what is already there
+		}
+		f.SetReadDeadline(deadline)
+		k, err := f.Read(buf[n:])
+		n += k
+		if err != nil {
+			break
+		}
+	}
+	f.SetReadDeadline(time.Time{})
+	return string(bytes.TrimRight(buf[:n], "\x00"))
+}
+
+// readPidFile reads the pid the runtime wrote: a positive decimal, surrounding whitespace
+// allowed (lifecycle.md §10.3).
+func readPidFile(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, errors.New(diag.Strerror(err))
+	}
+	s := string(bytes.TrimSpace(data))
+	pid, err := strconv.Atoi(s)
+	if err != nil || pid <= 0 || s[0] == '+' {
+		return 0, errors.New("invalid content " + strconv.Quote(s))
+	}
+	return pid, nil
+}
+
+func joinArgs(argv []string) string {
+	var b bytes.Buffer
+	for _, a := range argv {
+		b.WriteString(a)
+		b.WriteByte(' ')
+	}
+	return b.String()
+}
+
+// stdinGate is the attach server's view of the container's stdin: the pty master arrives
+// only after the runtime ran, and clients may already be connected by then. Until it is
+// known, writers wait (back-pressure); without any stdin, input is discarded.
+type stdinGate struct {
+	ready  chan struct{}
+	once   sync.Once
+	target *ptyio.Stdin
+}
+
+func newStdinGate() *stdinGate { return &stdinGate{ready: make(chan struct{})} }
+
+func (g *stdinGate) open(t *ptyio.Stdin) {
+	g.once.Do(func() {
+		g.target = t
+		close(g.ready)
+	})
+}
+
+func (g *stdinGate) WriteStdin(p []byte) error {
+	<-g.ready
+	if g.target == nil {
+		return nil
+	}
+	return g.target.WriteStdin(p)
+}
+
+func (g *stdinGate) ClientInputClosed() {
+	<-g.ready
+	if g.target != nil {
+		g.target.ClientInputClosed()
+	}
+}

@@ -1,0 +1,304 @@
+// Package sdnotify relays filtered sd_notify datagrams from the container's
+// notify socket to the host's (protocol.md §8) and tells the monitor's own
+// systemd unit that the container runs.
+package sdnotify
+
+import (
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Logger is satisfied by the monitor's logger.
+type Logger interface {
+	Warnf(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Warnf(string, ...any)  {}
+func (nopLogger) Debugf(string, ...any) {}
+
+const (
+	// recvBufSize bounds one datagram; anything larger is dropped (MSG_TRUNC).
+	recvBufSize = 64 << 10
+	// sendRetry bounds how long a forward may wait for a full host socket.
+	sendRetry = time.Second
+	// oobSize holds SCM_RIGHTS for the kernel's maximum of 253 fds (SCM_MAX_FD),
+	// so every passed fd is installed and can be closed by us.
+	oobSize = 1024
+)
+
+// Proxy owns <bundle>/notify/notify.sock and relays what it receives.
+type Proxy struct {
+	in   *os.File // bound receiving socket, non-blocking
+	rc   syscall.RawConn
+	host string
+	log  Logger
+	buf  []byte
+	oob  []byte
+
+	startOnce sync.Once
+	done      chan struct{}
+	started   bool
+	closing   atomic.Bool // set before in.Close, so the loop ends quietly
+	closeOnce sync.Once
+}
+
+// NewProxy creates and binds <bundle>/notify/notify.sock (mode 0777). The
+// notify directory must already exist. hostSocket is where datagrams go.
+func NewProxy(bundle, hostSocket string, log Logger) (*Proxy, error) {
+	if log == nil {
+		log = nopLogger{}
+	}
+	// Bind relative to a directory fd so a long bundle path never reaches sun_path.
+	dirfd, err := unix.Open(bundle, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open bundle for notify socket", Path: bundle, Err: err}
+	}
+	defer unix.Close(dirfd)
+	full := bundle + "/notify/notify.sock"
+
+	// A socket left by an earlier run of the same bundle would make bind fail.
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, "notify/notify.sock", &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK {
+		if err := unix.Unlinkat(dirfd, "notify/notify.sock", 0); err != nil {
+			return nil, &os.PathError{Op: "remove stale notify socket", Path: full, Err: err}
+		}
+	}
+
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("create notify socket", err)
+	}
+	procPath := "/proc/self/fd/" + strconv.Itoa(dirfd) + "/notify/notify.sock"
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: procPath}); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "bind notify socket", Path: full, Err: err}
+	}
+	// bind applies the umask; engines expect a socket anyone in the container can use.
+	if err := unix.Fchmodat(dirfd, "notify/notify.sock", 0o777, 0); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "chmod notify socket", Path: full, Err: err}
+	}
+	in := os.NewFile(uintptr(fd), full)
+	rc, err := in.SyscallConn()
+	if err != nil {
+		in.Close()
+		return nil, &os.PathError{Op: "notify socket", Path: full, Err: err}
+	}
+	return &Proxy{
+		in:   in,
+		rc:   rc,
+		host: hostSocket,
+		log:  log,
+		buf:  make([]byte, recvBufSize),
+		oob:  make([]byte, oobSize),
+		done: make(chan struct{}),
+	}, nil
+}
+
+// Start relays datagrams in a goroutine until Close.
+func (p *Proxy) Start() {
+	p.startOnce.Do(func() {
+		p.started = true
+		go p.loop()
+	})
+}
+
+// Close stops the relay and closes the socket (the file stays, as with conmon).
+func (p *Proxy) Close() {
+	p.closeOnce.Do(func() {
+		// Close wakes a Read parked in the poller; then wait for the loop to end.
+		p.closing.Store(true)
+		p.in.Close()
+		p.startOnce.Do(func() {})
+		if p.started {
+			<-p.done
+		}
+	})
+}
+
+func (p *Proxy) loop() {
+	defer close(p.done)
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Warnf("sd_notify proxy disabled after internal error: %v", r)
+		}
+	}()
+	for {
+		n, trunc, err := p.recv()
+		if err != nil {
+			if !p.closing.Load() {
+				p.log.Warnf("sd_notify proxy stopped: receive on %s: %v", p.in.Name(), err)
+			}
+			return
+		}
+		if trunc {
+			p.log.Warnf("dropping sd_notify datagram larger than %d bytes", recvBufSize)
+			continue
+		}
+		if msg := filter(p.buf[:n]); len(msg) > 0 {
+			if err := send(p.host, msg); err != nil {
+				p.log.Warnf("dropping sd_notify message for %s: %v", p.host, err)
+			}
+		}
+	}
+}
+
+// recv reads one datagram and closes every fd passed with it.
+func (p *Proxy) recv() (n int, trunc bool, err error) {
+	var oobn, flags int
+	var rerr error
+	err = p.rc.Read(func(fd uintptr) bool {
+		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), p.buf, p.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if oobn > 0 {
+		closeRights(p.oob[:oobn])
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return n, flags&unix.MSG_TRUNC != 0, nil
+}
+
+func closeRights(oob []byte) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return
+	}
+	for i := range msgs {
+		fds, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+}
+
+// keepExact and keepPrefix are the assignments forwarded to the host
+// (protocol.md §8); MAINPID= and FDSTORE= are deliberately absent.
+var (
+	keepExact  = []string{"READY=1", "RELOADING=1", "STOPPING=1", "WATCHDOG=1", "WATCHDOG=trigger"}
+	keepPrefix = []string{"STATUS=", "ERRNO=", "BUSERROR=", "MONOTONIC_USEC=", "EXTEND_TIMEOUT_USEC="}
+)
+
+// filter splits msg at \n and \r and returns the kept lines joined by \n,
+// or nil when nothing is kept.
+func filter(msg []byte) []byte {
+	var out []byte
+	start := 0
+	for i := 0; i <= len(msg); i++ {
+		if i < len(msg) && msg[i] != '\n' && msg[i] != '\r' {
+			continue
+		}
+		line := msg[start:i]
+		start = i + 1
+		if !keep(line) {
+			continue
+		}
+		if out != nil {
+			out = append(out, '\n')
+		}
+		out = append(out, line...)
+	}
+	return out
+}
+
+func keep(line []byte) bool {
+	for _, k := range keepExact {
+		if string(line) == k {
+			return true
+		}
+	}
+	for _, k := range keepPrefix {
+		if len(line) >= len(k) && string(line[:len(k)]) == k {
+			return true
+		}
+	}
+	return false
+}
+
+// NotifyReady tells the systemd unit named by NOTIFY_SOCKET (a path or
+// @abstract name) that the container runs; no-op when the variable is unset.
+func NotifyReady(mainPID int) error {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return nil
+	}
+	return send(addr, []byte("READY=1\nMAINPID="+strconv.Itoa(mainPID)))
+}
+
+// send delivers one datagram to addr from a fresh unbound socket. The socket
+// is connected so that, when the receiver's queue is full, the poller wakes us
+// as soon as it drains (an unconnected sendto gets no such wake-up).
+func send(addr string, msg []byte) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("create sd_notify sender socket", err)
+	}
+	f := os.NewFile(uintptr(fd), addr)
+	defer f.Close()
+	sa, cleanup, err := sockaddr(addr)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := unix.Connect(fd, sa); err != nil {
+		return &os.PathError{Op: "connect", Path: addr, Err: err}
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return &os.PathError{Op: "send", Path: addr, Err: err}
+	}
+	if err := f.SetWriteDeadline(time.Now().Add(sendRetry)); err != nil {
+		return &os.PathError{Op: "send", Path: addr, Err: err}
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Send(int(fd), msg, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return &os.PathError{Op: "send", Path: addr, Err: err}
+	}
+	return nil
+}
+
+// sockaddr builds the address for a path or @abstract name. A path too long
+// for sun_path is reached through /proc/self/fd/<dirfd>/<base>.
+func sockaddr(addr string) (*unix.SockaddrUnix, func(), error) {
+	const maxPath = len(unix.RawSockaddrUnix{}.Path) - 1
+	if addr[0] == '@' || len(addr) <= maxPath {
+		return &unix.SockaddrUnix{Name: addr}, func() {}, nil
+	}
+	i := len(addr) - 1
+	for i > 0 && addr[i] != '/' {
+		i--
+	}
+	dir, base := addr[:i], addr[i+1:]
+	if dir == "" {
+		dir = "/"
+	}
+	dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open socket directory", Path: dir, Err: err}
+	}
+	return &unix.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base},
+		func() { unix.Close(dirfd) }, nil
+}

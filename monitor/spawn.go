@@ -1,0 +1,166 @@
+package monitor
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Markers in the environment select the hidden modes of the binary; they are removed
+// before anything else runs, so no child ever sees them.
+const (
+	envDaemon     = "_CONMON_GO_DAEMON"     // monitor started by the launcher; value: handshake fd
+	envTrampoline = "_CONMON_GO_TRAMPOLINE" // value "1": --replace-listen-pid, "0" otherwise
+)
+
+// spawner starts the monitor's children. Go cannot run code between fork and exec, so the
+// two per-child settings are arranged around the fork instead (lifecycle.md §5.3):
+//   - oom_score_adj: the monitor runs at -1000 and children must get the value it had
+//     before; starts are serialised and the value is switched back and forth around the fork.
+//   - LISTEN_PID: when set, a trampoline (this binary in a hidden mode) applies the rule with
+//     its own pid and then execs the real program, keeping that pid.
+type spawner struct {
+	mu          sync.Mutex
+	oomScore    string // the value found at start; "" if it could not be read
+	oomLowered  bool
+	reaper      *reaper
+	replaceLPID bool
+}
+
+// lowerOOMScore remembers the monitor's oom_score_adj and sets -1000: the monitor must
+// outlive its container to report the exit. Failure (no CAP_SYS_RESOURCE) is harmless.
+func (s *spawner) lowerOOMScore(log logger) {
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		log.Debugf("failed to read /proc/self/oom_score_adj: %v", err)
+		return
+	}
+	s.oomScore = strings.TrimSpace(string(data))
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
+		log.Debugf("failed to write to /proc/self/oom_score_adj: %v", err)
+		return
+	}
+	s.oomLowered = s.oomScore != "-1000"
+}
+
+func setOOMScore(v string) {
+	os.WriteFile("/proc/self/oom_score_adj", []byte(v), 0)
+}
+
+// child describes one process to start.
+type child struct {
+	argv  []string
+	env   []string
+	files []uintptr // fds 0, 1, 2 (and more) of the child
+	dir   string
+	// pdeathsig kills the child when the monitor dies; the signal is tied to the forking
+	// thread, so the caller must keep that thread locked until the child is reaped.
+	pdeathsig bool
+	// setpgid puts the child into a process group of its own. The container init or exec
+	// process inherits it, so -T can kill exactly that tree (lifecycle.md §15) without
+	// ever hitting the monitor's own group.
+	setpgid bool
+}
+
+// start forks and execs c and returns its pid. A trampoline is used when the environment
+// carries LISTEN_PID, so that the rule of lifecycle.md §7 applies to the final process.
+func (s *spawner) start(c child) (int, error) {
+	path := c.argv[0]
+	argv := c.argv
+	env := c.env
+	if hasEnv(env, "LISTEN_PID") {
+		path = "/proc/self/exe"
+		argv = append([]string{c.argv[0]}, c.argv...)
+		flag := "0"
+		if s.replaceLPID {
+			flag = "1"
+		}
+		env = append(env[:len(env):len(env)], envTrampoline+"="+flag)
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   c.dir,
+		Env:   env,
+		Files: c.files,
+		Sys:   &syscall.SysProcAttr{},
+	}
+	if c.pdeathsig {
+		attr.Sys.Pdeathsig = syscall.SIGKILL
+	}
+	attr.Sys.Setpgid = c.setpgid
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.oomLowered {
+		setOOMScore(s.oomScore)
+		defer setOOMScore("-1000")
+	}
+	return syscall.ForkExec(path, argv, attr)
+}
+
+// runLocked starts c with PDEATHSIG on a thread that stays locked until the child has been
+// reaped, and returns its wait status. started receives the pid (or the start error).
+func (s *spawner) runLocked(c child, started func(pid int, err error)) (unix.WaitStatus, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c.pdeathsig = true
+	pid, err := s.start(c)
+	started(pid, err)
+	if err != nil {
+		return 0, err
+	}
+	return <-s.reaper.wait(pid), nil
+}
+
+// trampolineMain runs in the process started by start when LISTEN_PID is set: argv[1] is
+// the program, argv[1:] its argv. It applies the LISTEN_PID rule and execs the program.
+func trampolineMain(args []string, replace bool) int {
+	env := os.Environ()
+	if v, ok := os.LookupEnv("LISTEN_PID"); ok {
+		n := 0
+		digits := 0
+		for digits < len(v) && v[digits] >= '0' && v[digits] <= '9' {
+			n = n*10 + int(v[digits]-'0')
+			digits++
+		}
+		if digits == 0 || n <= 0 {
+			short := v
+			if len(short) > 10 {
+				short = short[:10]
+			}
+			os.Stderr.WriteString("Invalid LISTEN_PID " + short + "\n")
+			return 1
+		}
+		if replace || n == os.Getppid() {
+			env = setEnv(env, "LISTEN_PID", strconv.Itoa(os.Getpid()))
+		}
+	}
+	if len(args) < 2 {
+		return 1
+	}
+	err := unix.Exec(args[1], args[1:], env)
+	os.Stderr.WriteString("exec " + args[1] + ": " + err.Error() + "\n")
+	return 127
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func setEnv(env []string, key, value string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}

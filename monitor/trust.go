@@ -1,0 +1,58 @@
+package monitor
+
+import (
+	"github.com/conmon-go/conmon-go/monitor/cli"
+	"github.com/conmon-go/conmon-go/monitor/diag"
+	"github.com/conmon-go/conmon-go/monitor/trust"
+)
+
+// runtimeChoice is the runtime (and its global arguments) trust selection picked.
+type runtimeChoice struct {
+	path      string
+	args      []string
+	recordDir string // where this monitor recorded the decision; removed at exit
+}
+
+// selectRuntime applies trust-based runtime selection (trust-and-annotations.md §4). The
+// launcher announces the decision (stderr by level, syslog always); the monitor repeats it
+// silently from the same inputs and records it before the runtime starts.
+func selectRuntime(opts *cli.Options, log *diag.Logger, announce bool) (runtimeChoice, error) {
+	s := trust.Settings{
+		Trusted:      opts.Runtime,
+		Untrusted:    opts.Trust.RuntimeUntrusted,
+		DefaultTrust: opts.Trust.DefaultTrust,
+		StateDir:     opts.Trust.StateDir,
+		Log:          log,
+	}
+	var d trust.Decision
+	if opts.Exec {
+		d = trust.DecideExec(s, opts.CID)
+	} else {
+		var err error
+		if d, err = trust.Decide(s, opts.Bundle, opts.CID); err != nil {
+			return runtimeChoice{}, err
+		}
+	}
+	choice := runtimeChoice{path: d.Runtime, args: opts.RuntimeArgs}
+	if d.UseUntrusted && len(opts.Trust.UntrustedArgs) > 0 {
+		choice.args = opts.Trust.UntrustedArgs
+	}
+	if announce {
+		level := diag.Info
+		if d.Warning {
+			level = diag.Warning
+			log.Warnf("%s", d.LogText())
+		} else {
+			log.Infof("%s", d.LogText())
+		}
+		log.Syslog(level, d.LogText())
+		return choice, nil
+	}
+	if !opts.Exec && s.StateDir != "" {
+		if err := trust.WriteRecord(s.StateDir, d); err != nil {
+			return runtimeChoice{}, err
+		}
+		choice.recordDir = s.StateDir
+	}
+	return choice, nil
+}

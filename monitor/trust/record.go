@@ -1,0 +1,150 @@
+package trust
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Record is one decision as stored in <dir>/<cid>.trust (§6).
+type Record struct {
+	CID           string `json:"cid"`
+	SandboxID     string `json:"sandbox_id"`
+	ContainerType string `json:"container_type"`
+	Trusted       bool   `json:"trusted"`
+	Privileged    bool   `json:"privileged"`
+	Runtime       string `json:"runtime"`
+	UntrustedArgs bool   `json:"untrusted_args"` // --runtime-untrusted-arg applies
+	Reason        string `json:"reason"`
+}
+
+// InsecureDirError: the record directory could be written by someone other than root or
+// us, and whoever writes a record chooses the runtime, so its records are not honoured.
+type InsecureDirError struct {
+	Dir  string
+	UID  uint32 // owner
+	Mode uint32 // permission bits
+	EUID uint32
+}
+
+func (e *InsecureDirError) Error() string {
+	return fmt.Sprintf("trust records in %s: directory owned by uid %d with mode %04o (must be owned by root or uid %d and not writable by group or others)",
+		e.Dir, e.UID, e.Mode, e.EUID)
+}
+
+// BadRecordError: a record exists but cannot be used.
+type BadRecordError struct {
+	Path string
+	Err  error
+}
+
+func (e *BadRecordError) Error() string { return "trust record " + e.Path + ": " + e.Err.Error() }
+func (e *BadRecordError) Unwrap() error { return e.Err }
+
+// recordPath refuses ids that would name a file outside dir: a SandboxID comes from
+// the container's own annotations.
+func recordPath(dir, id string) (string, error) {
+	if id == "" || id == "." || id == ".." || strings.ContainsRune(id, '/') {
+		return "", fmt.Errorf("invalid container id %q for a trust record", id)
+	}
+	return filepath.Join(dir, id+".trust"), nil
+}
+
+// CheckDir returns an *InsecureDirError unless dir is owned by root or the effective uid
+// and not writable by group or others; a *fs.PathError if it cannot be examined.
+func CheckDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &os.PathError{Op: "stat", Path: dir, Err: syscall.ENOTDIR}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	euid := uint32(os.Geteuid())
+	if (st.Uid != 0 && st.Uid != euid) || st.Mode&0o022 != 0 {
+		return &InsecureDirError{Dir: dir, UID: st.Uid, Mode: st.Mode & 0o7777, EUID: euid}
+	}
+	return nil
+}
+
+// WriteRecord stores d as <dir>/<d.CID>.trust, replacing any stale record atomically
+// (temporary file in dir, then rename) so that readers never see a partial record.
+func WriteRecord(dir string, d Decision) error {
+	path, err := recordPath(dir, d.CID)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf) // Encode ends the object with the line's newline
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(Record{
+		CID: d.CID, SandboxID: d.SandboxID, ContainerType: d.ContainerType,
+		Trusted: d.Trusted, Privileged: d.Privileged, Runtime: d.Runtime,
+		UntrustedArgs: d.UseUntrusted, Reason: d.LogText(),
+	}); err != nil {
+		return fmt.Errorf("write trust record %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(dir, "."+d.CID+".trust.")
+	if err != nil {
+		return fmt.Errorf("write trust record: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(buf.Bytes())
+	if err == nil {
+		err = f.Chmod(0o644) // CreateTemp creates 0600
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write trust record %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadRecord reads <dir>/<id>.trust. A missing record gives an error matching
+// fs.ErrNotExist; an *InsecureDirError or *BadRecordError means the record must be
+// ignored with a warning.
+func ReadRecord(dir, id string) (Record, error) {
+	path, err := recordPath(dir, id)
+	if err != nil {
+		return Record{}, err
+	}
+	if err := CheckDir(dir); err != nil {
+		return Record{}, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Record{}, err
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return Record{}, &BadRecordError{Path: path, Err: err}
+	}
+	if r.CID != id || r.Runtime == "" {
+		return Record{}, &BadRecordError{Path: path, Err: errors.New("cid does not match or runtime missing")}
+	}
+	return r, nil
+}
+
+// RemoveRecord deletes <dir>/<cid>.trust; a record that is already gone is not an error.
+func RemoveRecord(dir, cid string) error {
+	path, err := recordPath(dir, cid)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

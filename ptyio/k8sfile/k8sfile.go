@@ -1,0 +1,435 @@
+// Package k8sfile is the k8s-file log driver: CRI records (logging.md §2) assembled by
+// linebuf, with --log-size-max truncation or rotation, --log-global-size-max, reopen on ctl
+// request and write-error tolerance (logging.md §4–§8, §11).
+//
+// Failures after Open are never fatal: a failed write drops its batch; a failed reopen,
+// truncation or rotation keeps the current file and is retried at most once per second.
+package k8sfile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/ptyio"
+	"github.com/conmon-go/conmon-go/ptyio/linebuf"
+)
+
+// One record (logging.md §2), e.g. `2026-11-27T12:38:19.750087082+00:00 stdout F out1\n`:
+//
+//	<timestamp:35> ' ' <stream:6> ' ' <tag:1> ' ' <content> ['\n' for P]
+//	|<------------- prefix: 43 bytes ------------>|
+const (
+	tsLayout  = "2006-01-02T15:04:05.000000000-07:00"
+	overhead  = 43 + 2    // prefix, tag and its space: cost = overhead + content (+1 for P)
+	batchMax  = 128 << 10 // one write per chunk; holds many records of at most MaxLine+46 bytes
+	retryGap  = time.Second
+	openFlags = unix.O_WRONLY | unix.O_APPEND | unix.O_CREAT | unix.O_CLOEXEC
+)
+
+// Logger receives the driver's warnings; the monitor's logger satisfies it.
+type Logger interface {
+	Warnf(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Warnf(string, ...any)  {}
+func (nopLogger) Debugf(string, ...any) {}
+
+// Config describes one k8s-file log.
+type Config struct {
+	Path          string
+	SizeMax       int64 // --log-size-max; <= 0: unlimited
+	GlobalSizeMax int64 // --log-global-size-max; <= 0: unlimited
+	Rotate        bool  // --log-rotate: rotate instead of truncating
+	MaxFiles      int   // --log-max-files: backups kept when rotating (< 1 counts as 1)
+	AllowlistDirs []string
+	Log           Logger
+}
+
+var _ ptyio.LogDriver = (*Writer)(nil)
+
+// Writer is the k8s-file driver; it implements ptyio.LogDriver.
+type Writer struct {
+	mu   sync.Mutex
+	cfg  Config
+	log  Logger
+	asm  *linebuf.Assembler
+	dir  string // parent directory of cfg.Path
+	base string // file name of cfg.Path
+	fd   int    // -1 after Close
+
+	batch []byte    // records of the current chunk, written with one write
+	ts    []byte    // formatted timestamp of tsAt
+	tsAt  time.Time // time of the read being formatted
+
+	file, global int64    // bytes in the current file / written by this monitor
+	mid          [2]bool  // the stream's line has begun (a P record was accepted)
+	lineCost     [2]int64 // bytes of that begun line in the current file
+
+	reopenDue  bool      // a requested reopen has not succeeded yet
+	retryAt    time.Time // no reopen/truncation/rotation attempt before this (after a failure)
+	globalFull bool      // the global limit was reached (warned once)
+	dropped    int64     // bytes lost to write errors
+	warnAt     time.Time // next write-error warning allowed
+}
+
+// Open opens (creating it 0640 if needed) the log file for appending. On failure the
+// returned *os.PathError wraps the unix.Errno, for `Failed to open log file <strerror>`.
+func Open(cfg Config) (*Writer, error) {
+	fd, err := openRetry(func() (int, error) { return unix.Open(cfg.Path, openFlags, 0o640) })
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: cfg.Path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "fstat", Path: cfg.Path, Err: err}
+	}
+	w := &Writer{
+		cfg:    cfg,
+		log:    cfg.Log,
+		dir:    filepath.Dir(cfg.Path),
+		base:   filepath.Base(cfg.Path),
+		fd:     fd,
+		batch:  make([]byte, 0, batchMax),
+		ts:     make([]byte, 0, 64),
+		file:   st.Size,
+		global: st.Size,
+	}
+	if w.log == nil {
+		w.log = nopLogger{}
+	}
+	w.asm = linebuf.New(&w.mu, (*emitter)(w), w.log)
+	return w, nil
+}
+
+// Write logs one chunk read from the container; now is the time of that read.
+func (w *Writer) Write(s ptyio.Stream, p []byte, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return
+	}
+	w.asm.Write(s, p, now)
+	w.writeBatch()
+}
+
+// Flush writes pending partial lines as final P records (end of output).
+func (w *Writer) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return
+	}
+	w.asm.Flush()
+	w.writeBatch()
+}
+
+// Reopen handles ctl reopen (logging.md §8): a new file at the path, by rotation with
+// Rotate. Pending partial lines go to the new file.
+func (w *Writer) Reopen() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return
+	}
+	w.switchFile(true)
+}
+
+// Sync fsyncs the log file.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return nil
+	}
+	for {
+		err := unix.Fsync(w.fd)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.PathError{Op: "fsync", Path: w.cfg.Path, Err: err}
+		}
+		return nil
+	}
+}
+
+// Close writes pending partial lines and closes the file; later calls do nothing.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fd < 0 {
+		return nil
+	}
+	w.asm.Flush()
+	w.writeBatch()
+	err := unix.Close(w.fd)
+	w.fd = -1
+	if err != nil {
+		return &os.PathError{Op: "close", Path: w.cfg.Path, Err: err}
+	}
+	return nil
+}
+
+// emitter is the Writer seen by the assembler; it keeps Record off Writer's exported API.
+type emitter Writer
+
+// Record appends one record to the batch, applying the size limits first. Called with mu held.
+func (e *emitter) Record(s ptyio.Stream, line []byte, partial bool, now time.Time) {
+	w := (*Writer)(e)
+	if w.fd < 0 {
+		return
+	}
+	cost := int64(overhead + len(line))
+	if partial {
+		cost++
+	}
+	if lim := w.cfg.GlobalSizeMax; lim > 0 && w.global >= lim {
+		if !w.globalFull {
+			w.globalFull = true
+			w.log.Warnf("log file %s reached --log-global-size-max %d: dropping further output", w.cfg.Path, lim)
+		}
+		return
+	}
+	i := s & 1
+	if w.reopenDue && w.mayRetry() {
+		w.writeBatch()
+		w.switchFile(true)
+	}
+	// Size check only where a line starts, unless the line alone exceeds the limit.
+	if lim := w.cfg.SizeMax; lim > 0 && w.file > 0 && w.file+cost > lim &&
+		(!w.mid[i] || w.lineCost[i]+cost > lim) && w.mayRetry() {
+		w.writeBatch()
+		w.switchFile(false)
+	}
+	if len(w.batch)+int(cost) > cap(w.batch) {
+		w.writeBatch()
+	}
+	if len(w.ts) == 0 || !now.Equal(w.tsAt) {
+		w.ts = now.Local().AppendFormat(w.ts[:0], tsLayout)
+		w.tsAt = now
+	}
+	b := append(w.batch, w.ts...)
+	if s == ptyio.Stderr {
+		b = append(b, " stderr "...)
+	} else {
+		b = append(b, " stdout "...)
+	}
+	if partial {
+		b = append(b, "P "...)
+		b = append(b, line...)
+		b = append(b, '\n')
+	} else {
+		b = append(b, "F "...)
+		b = append(b, line...)
+	}
+	w.batch = b
+	w.file += cost
+	w.global += cost
+	if partial {
+		w.mid[i] = true
+		w.lineCost[i] += cost
+	} else {
+		w.mid[i] = false
+		w.lineCost[i] = 0
+	}
+}
+
+// IdleDone writes the records emitted by the idle timer.
+func (e *emitter) IdleDone() { (*Writer)(e).writeBatch() }
+
+// writeBatch writes the batch with one write (continued after short writes). On error the
+// batch is dropped: bytes of it already written are cut off again so the file keeps whole
+// records, the loss is counted and a warning goes out at most once per second.
+func (w *Writer) writeBatch() {
+	all := w.batch
+	w.batch = w.batch[:0]
+	if len(all) == 0 || w.fd < 0 {
+		return
+	}
+	b := all
+	var err error
+	for len(b) > 0 {
+		var n int
+		n, err = unix.Write(w.fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			break
+		}
+		if n == 0 {
+			err = unix.EIO
+			break
+		}
+		b = b[n:]
+	}
+	if err == nil {
+		return
+	}
+	lost := int64(len(b))
+	if done := int64(len(all) - len(b)); done > 0 {
+		var st unix.Stat_t
+		if unix.Fstat(w.fd, &st) == nil && st.Size >= done && unix.Ftruncate(w.fd, st.Size-done) == nil {
+			lost = int64(len(all))
+		}
+	}
+	w.file -= lost
+	w.global -= lost
+	w.dropped += lost
+	if now := time.Now(); !now.Before(w.warnAt) {
+		w.warnAt = now.Add(retryGap)
+		w.log.Warnf("Failed to write to log file %s: %v (%d bytes dropped so far)", w.cfg.Path, err, w.dropped)
+	}
+}
+
+// mayRetry reports whether a reopen/truncation/rotation may be attempted now.
+func (w *Writer) mayRetry() bool {
+	return w.retryAt.IsZero() || !time.Now().Before(w.retryAt)
+}
+
+// switchFile puts a new file at the path: by rotation with --log-rotate, falling back to
+// truncation if rotation fails, else by truncation (logging.md §5, §6, §8). On failure the
+// current file stays in use; requested (ctl) reopens are retried at later records.
+func (w *Writer) switchFile(requested bool) {
+	var err error
+	if w.cfg.Rotate {
+		if err = w.rotate(); err != nil {
+			w.log.Warnf("log rotation of %s failed, truncating instead: %v", w.cfg.Path, err)
+			err = w.truncate()
+		}
+	} else {
+		err = w.truncate()
+	}
+	if err != nil {
+		w.reopenDue = w.reopenDue || requested
+		w.retryAt = time.Now().Add(retryGap)
+		w.log.Warnf("Failed to reopen log file %s, still writing to the old file: %v", w.cfg.Path, err)
+		return
+	}
+	w.reopenDue = false
+	w.retryAt = time.Time{}
+}
+
+// use makes fd the log file with an empty file counter.
+func (w *Writer) use(fd int) {
+	unix.Close(w.fd)
+	w.fd = fd
+	w.file = 0
+	w.lineCost = [2]int64{}
+}
+
+// truncate replaces the path by a new empty file: <log>.tmp created with O_TRUNC, renamed
+// over <log> (the rename is the Create event CRI-O waits for after a reopen).
+func (w *Writer) truncate() error {
+	dfd, err := openDir(w.dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	tmp := w.base + ".tmp"
+	fd, err := openRetry(func() (int, error) {
+		return unix.Openat(dfd, tmp, unix.O_TRUNC|openFlags, 0o640)
+	})
+	if err != nil {
+		return &os.PathError{Op: "open", Path: filepath.Join(w.dir, tmp), Err: err}
+	}
+	if err := unix.Renameat(dfd, tmp, dfd, w.base); err != nil {
+		unix.Close(fd)
+		unix.Unlinkat(dfd, tmp, 0)
+		return &os.LinkError{Op: "rename", Old: filepath.Join(w.dir, tmp), New: w.cfg.Path, Err: err}
+	}
+	w.use(fd)
+	return nil
+}
+
+// rotate shifts <log> to <log>.1 and older backups up to <log>.N (exactly N kept) and puts a
+// new file at the path, all renames relative to a directory fd (logging.md §6). If the path
+// no longer names the open file (renamed by the caller), it only creates a new file there.
+func (w *Writer) rotate() error {
+	dfd, err := checkRotatable(w.cfg.Path, w.cfg.AllowlistDirs, w.log)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(uintptr(w.fd), unix.F_SETLK, &lk); err != nil {
+		return errors.New("Log file locked by another process, skipping rotation")
+	}
+	if err := w.rotateLocked(dfd); err != nil {
+		lk.Type = unix.F_UNLCK
+		unix.FcntlFlock(uintptr(w.fd), unix.F_SETLK, &lk)
+		return err
+	}
+	return nil
+}
+
+func (w *Writer) rotateLocked(dfd int) error {
+	var cur, at unix.Stat_t
+	if err := unix.Fstat(w.fd, &cur); err != nil {
+		return &os.PathError{Op: "fstat", Path: w.cfg.Path, Err: err}
+	}
+	if err := unix.Fstatat(dfd, w.base, &at, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
+		at.Dev != cur.Dev || at.Ino != cur.Ino {
+		return w.truncate() // nothing to rotate: the open file is no longer at the path
+	}
+	name := w.base + ".new"
+	fd, err := unix.Openat(dfd, name, unix.O_EXCL|openFlags, 0o640)
+	if err == unix.EEXIST { // left by an interrupted rotation
+		unix.Unlinkat(dfd, name, 0)
+		fd, err = unix.Openat(dfd, name, unix.O_EXCL|openFlags, 0o640)
+	}
+	if err != nil {
+		return &os.PathError{Op: "create", Path: filepath.Join(w.dir, name), Err: err}
+	}
+	fail := func(op, from, to string, err error) error {
+		unix.Close(fd)
+		unix.Unlinkat(dfd, name, 0)
+		return &os.LinkError{Op: op, Old: filepath.Join(w.dir, from), New: filepath.Join(w.dir, to), Err: err}
+	}
+	for i := max(w.cfg.MaxFiles, 1); i >= 2; i-- {
+		from, to := w.backup(i-1), w.backup(i)
+		if err := unix.Renameat(dfd, from, dfd, to); err != nil && err != unix.ENOENT {
+			return fail("rename", from, to, err)
+		}
+	}
+	if err := unix.Renameat(dfd, w.base, dfd, w.backup(1)); err != nil {
+		return fail("rename", w.base, w.backup(1), err)
+	}
+	if err := unix.Renameat(dfd, name, dfd, w.base); err != nil {
+		unix.Renameat(dfd, w.backup(1), dfd, w.base)
+		return fail("rename", name, w.base, err)
+	}
+	w.use(fd)
+	return nil
+}
+
+func (w *Writer) backup(i int) string { return w.base + "." + strconv.Itoa(i) }
+
+func openDir(dir string) (int, error) {
+	fd, err := openRetry(func() (int, error) {
+		return unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return fd, nil
+}
+
+func openRetry(open func() (int, error)) (int, error) {
+	for {
+		fd, err := open()
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}

@@ -1,0 +1,223 @@
+package ptyio
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	readBufSize = 64 << 10
+	// Without a peer slave a tty master reports HUP/EIO while no process holds the slave;
+	// wait this long before reading again instead of spinning.
+	ttyRetry = 100 * time.Millisecond
+	// Stop reads what is buffered; this bounds it against a writer that never pauses.
+	stopBound = time.Second
+)
+
+// Pump modes.
+const (
+	modeRun   int32 = iota // read as data arrives
+	modeDrain              // read until EOF, bounded by idle and end (pipes)
+	modeStop               // read until EAGAIN, bounded by end
+)
+
+// Output is where the pumps deliver container output.
+type Output struct {
+	Drivers []LogDriver
+	Attach  Broadcaster // may be nil
+	Log     Logger      // may be nil
+}
+
+// Pump copies one stream of container output to the Output.
+type Pump struct {
+	f   *os.File
+	s   Stream
+	tty bool
+	out *Output
+	log Logger
+	rc  syscall.RawConn
+	buf []byte
+
+	mode  atomic.Int32
+	idle  time.Duration // set before mode leaves modeRun
+	end   atomic.Int64  // UnixNano bound of the drain/stop
+	kick  chan struct{} // closed when the mode leaves modeRun
+	once  sync.Once
+	eof   chan struct{}
+	ended chan struct{}
+	retry *time.Timer
+
+	// readNow's result; rawRead is built once so a read allocates nothing.
+	rn      int
+	rerr    error
+	rawRead func(fd uintptr)
+}
+
+// StartPump starts the goroutine reading f (a non-blocking file on the poller) as stream s.
+// tty: f is a pty master, where EIO means "no slave open now", not an error.
+// out must not be nil. The pump never closes f.
+func StartPump(f *os.File, s Stream, tty bool, out *Output) *Pump {
+	p := &Pump{
+		f: f, s: s, tty: tty, out: out, log: orNop(out.Log),
+		buf:  make([]byte, readBufSize),
+		kick: make(chan struct{}), eof: make(chan struct{}), ended: make(chan struct{}),
+	}
+	p.rawRead = func(fd uintptr) { p.rn, p.rerr = unix.Read(int(fd), p.buf) }
+	go p.run()
+	return p
+}
+
+// EOF is closed when the stream reached end of file (never for a tty master with our peer
+// slave, nor when the pump ended through Drain/Stop bounds or a panic).
+func (p *Pump) EOF() <-chan struct{} { return p.eof }
+
+// Drain is called after the container exited: read until EOF (tty: until EAGAIN), stop
+// after idle without data or total overall. It returns when the pump goroutine has ended.
+func (p *Pump) Drain(idle, total time.Duration) {
+	p.once.Do(func() {
+		now := time.Now()
+		p.idle = idle
+		p.end.Store(now.Add(total).UnixNano())
+		if p.tty {
+			// Our peer slave keeps the master open: EOF never comes, EAGAIN is the end.
+			p.enter(modeStop)
+			return
+		}
+		p.mode.Store(modeDrain)
+		close(p.kick)
+		p.f.SetReadDeadline(p.drainDeadline(now))
+	})
+	<-p.ended
+}
+
+// Stop reads only what is buffered now, then ends the pump (timeout exit path).
+func (p *Pump) Stop() {
+	p.once.Do(func() {
+		p.end.Store(time.Now().Add(stopBound).UnixNano())
+		p.enter(modeStop)
+	})
+	<-p.ended
+}
+
+func (p *Pump) enter(mode int32) {
+	p.mode.Store(mode)
+	close(p.kick)
+	p.f.SetReadDeadline(time.Unix(1, 0)) // wakes the poller wait; modeStop reads bypass it
+}
+
+func (p *Pump) drainDeadline(now time.Time) time.Time {
+	d := now.Add(p.idle)
+	if end := time.Unix(0, p.end.Load()); end.Before(d) {
+		return end
+	}
+	return d
+}
+
+func (p *Pump) run() {
+	defer close(p.ended)
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Warnf("output pump of stream %d stopped after a panic: %v", p.s, r)
+		}
+	}()
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		p.log.Warnf("Failed to read container output: %v", err)
+		return
+	}
+	p.rc = rc
+	for {
+		mode := p.mode.Load()
+		var n int
+		if mode == modeStop {
+			n, err = p.readNow()
+		} else {
+			n, err = p.f.Read(p.buf)
+		}
+		if n > 0 {
+			now := time.Now()
+			p.deliver(p.buf[:n], now)
+			switch mode {
+			case modeStop:
+				if now.UnixNano() > p.end.Load() {
+					return
+				}
+			case modeDrain:
+				// Fresh time: the idle window starts after the drivers are done.
+				p.f.SetReadDeadline(p.drainDeadline(time.Now()))
+			}
+		}
+		switch {
+		case err == nil:
+		case err == io.EOF:
+			close(p.eof)
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Set by Drain or Stop: modeDrain's bound expired; otherwise the next
+			// iteration sees the new mode.
+			if mode == modeDrain {
+				return
+			}
+		case err == unix.EAGAIN:
+			return // modeStop: everything buffered is read
+		case p.tty && errors.Is(err, syscall.EIO):
+			if p.mode.Load() != modeRun {
+				return
+			}
+			p.waitRetry()
+		default:
+			if !errors.Is(err, os.ErrClosed) {
+				p.log.Warnf("Failed to read container output: %v", err)
+			}
+			return
+		}
+	}
+}
+
+func (p *Pump) deliver(b []byte, now time.Time) {
+	for _, d := range p.out.Drivers {
+		d.Write(p.s, b, now)
+	}
+	if p.out.Attach != nil {
+		p.out.Attach.Broadcast(p.s, b)
+	}
+}
+
+// readNow reads once without waiting: EAGAIN when nothing is buffered.
+func (p *Pump) readNow() (int, error) {
+	for {
+		if err := p.rc.Control(p.rawRead); err != nil {
+			return 0, err
+		}
+		if p.rerr != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case p.rerr != nil:
+		return 0, p.rerr
+	case p.rn == 0:
+		return 0, io.EOF
+	}
+	return p.rn, nil
+}
+
+// waitRetry sleeps ttyRetry, cut short by Drain or Stop.
+func (p *Pump) waitRetry() {
+	if p.retry == nil {
+		p.retry = time.NewTimer(ttyRetry)
+	} else {
+		p.retry.Reset(ttyRetry)
+	}
+	select {
+	case <-p.retry.C:
+	case <-p.kick:
+	}
+}

@@ -1,0 +1,264 @@
+package seqpacket
+
+import (
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Send queue: a preallocated ring of queueSize bytes holding records
+//
+//	+----------------------+--------+-----------------+
+//	| frame length (2, LE) | stream | payload         |
+//	+----------------------+--------+-----------------+
+//
+// where the frame length counts the stream byte and the payload (at most 8193).
+const (
+	queueSize = 256 << 10 // power of two: ring offsets are masked
+	recHdr    = 2
+)
+
+// client is one accepted connection: a writer goroutine drains its queue, a reader
+// goroutine forwards its datagrams to stdin. The last of the two to finish closes it.
+type client struct {
+	s  *Server
+	fd int
+	f  *os.File
+	rc syscall.RawConn
+
+	mu      sync.Mutex
+	cond    sync.Cond // writer waits here for frames, flush or stop
+	ring    []byte
+	head    int
+	used    int
+	outDone bool // output side finished: frames are dropped
+	flush   bool // Shutdown: the writer ends once the queue is empty
+	refs    int  // goroutines still using the client
+	wdone   chan struct{}
+
+	// Writer state, used only by the writer goroutine and sendFn.
+	sendBuf []byte
+	sendLen int
+	sendErr error
+	sendFn  func(uintptr) bool
+
+	// Reader state, used only by the reader goroutine and recvFn.
+	recvBuf []byte
+	iov     unix.Iovec
+	msg     unix.Msghdr
+	rn      int
+	rflags  int
+	rerr    error
+	recvFn  func(uintptr) bool
+	hupFn   func(uintptr) bool
+	pfd     [1]unix.PollFd
+}
+
+func newClient(s *Server, fd int) (*client, error) {
+	f := os.NewFile(uintptr(fd), "attach client")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	c := &client{
+		s: s, fd: fd, f: f, rc: rc,
+		ring:    make([]byte, queueSize),
+		refs:    2,
+		wdone:   make(chan struct{}),
+		sendBuf: make([]byte, maxFrame),
+		recvBuf: make([]byte, recvSize),
+	}
+	c.cond.L = &c.mu
+	c.sendFn = c.trySend
+	c.recvFn = c.tryRecv
+	c.hupFn = c.waitHUP
+	c.iov.Base = &c.recvBuf[0]
+	c.iov.SetLen(recvSize)
+	c.msg.Iov = &c.iov
+	c.msg.SetIovlen(1)
+	return c, nil
+}
+
+// enqueue appends p as frames; runs under Server.mu, never blocks.
+func (c *client) enqueue(stream byte, p []byte) {
+	c.mu.Lock()
+	if c.outDone {
+		c.mu.Unlock()
+		return
+	}
+	for len(p) > 0 {
+		n := min(len(p), maxPayload)
+		if queueSize-c.used < recHdr+1+n {
+			c.outDone, c.used = true, 0
+			c.cond.Signal()
+			c.mu.Unlock()
+			c.s.log.Warnf("attach client too slow, disconnected")
+			// The writer ends, the reader sees EOF, the peer reads EOF.
+			c.rc.Control(shutRDWR)
+			return
+		}
+		hdr := [recHdr + 1]byte{byte(n + 1), byte((n + 1) >> 8), stream}
+		c.put(hdr[:])
+		c.put(p[:n])
+		p = p[n:]
+	}
+	c.cond.Signal()
+	c.mu.Unlock()
+}
+
+func (c *client) put(p []byte) {
+	tail := (c.head + c.used) & (queueSize - 1)
+	n := copy(c.ring[tail:], p)
+	copy(c.ring, p[n:])
+	c.used += len(p)
+}
+
+func (c *client) get(p []byte) {
+	n := copy(p, c.ring[c.head:])
+	copy(p[n:], c.ring)
+	c.head = (c.head + len(p)) & (queueSize - 1)
+	c.used -= len(p)
+}
+
+// pop moves the oldest frame into sendBuf and returns its length.
+func (c *client) pop() int {
+	var hdr [recHdr]byte
+	c.get(hdr[:])
+	n := int(hdr[0]) | int(hdr[1])<<8
+	c.get(c.sendBuf[:n])
+	return n
+}
+
+func (c *client) requestFlush() {
+	c.mu.Lock()
+	c.flush = true
+	c.cond.Signal()
+	c.mu.Unlock()
+}
+
+func (c *client) stopOutput() {
+	c.mu.Lock()
+	c.outDone, c.used = true, 0
+	c.cond.Signal()
+	c.mu.Unlock()
+}
+
+func (c *client) writeLoop() {
+	defer c.release()
+	defer close(c.wdone)
+	defer c.s.catch("client writer")
+	for {
+		c.mu.Lock()
+		for c.used == 0 && !c.outDone && !c.flush {
+			c.cond.Wait()
+		}
+		if c.outDone || c.used == 0 {
+			c.mu.Unlock()
+			return
+		}
+		c.sendLen = c.pop()
+		c.mu.Unlock()
+		err := c.rc.Write(c.sendFn)
+		if err == nil {
+			err = c.sendErr
+		}
+		if err != nil {
+			c.stopOutput()
+			if !peerGone(err) {
+				c.s.log.Warnf("Failed to write to remote console socket: %v", err)
+			}
+			c.rc.Control(shutWR)
+			return
+		}
+	}
+}
+
+// trySend runs inside the poller's Write: false means "wait until writable". A
+// SOCK_SEQPACKET send is all or nothing.
+func (c *client) trySend(fd uintptr) bool {
+	for {
+		err := unix.Sendto(int(fd), c.sendBuf[:c.sendLen], unix.MSG_NOSIGNAL, nil)
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		c.sendErr = err
+		return true
+	}
+}
+
+func (c *client) readLoop() {
+	defer c.release()
+	defer c.s.catch("client reader")
+	st := c.s.cfg.Stdin
+	for {
+		if err := c.rc.Read(c.recvFn); err != nil || c.rerr != nil || c.rn == 0 {
+			break
+		}
+		if c.rflags&unix.MSG_TRUNC != 0 {
+			c.s.log.Warnf("Attach client datagram larger than %d bytes, truncated", recvSize)
+		}
+		if st == nil {
+			c.s.log.Debugf("No container stdin, discarding %d bytes from attach client", c.rn)
+			continue
+		}
+		c.s.stdinMu.Lock()
+		err := st.WriteStdin(c.recvBuf[:c.rn])
+		c.s.stdinMu.Unlock()
+		if err != nil {
+			c.s.log.Warnf("Failed to write container stdin: %v", err)
+		}
+	}
+	c.rc.Control(shutRD)
+	if st != nil {
+		st.ClientInputClosed()
+	}
+	// Keep the client while its output side works (a SHUT_WR half-close); notice a full
+	// close at once instead of at the next output.
+	c.rc.Read(c.hupFn)
+	c.stopOutput()
+}
+
+// waitHUP runs inside the poller's Read: true once the socket is shut both ways.
+func (c *client) waitHUP(fd uintptr) bool {
+	c.pfd[0] = unix.PollFd{Fd: int32(fd)}
+	n, _ := unix.Poll(c.pfd[:], 0)
+	return n > 0 && c.pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+}
+
+// tryRecv runs inside the poller's Read: false means "wait until readable".
+func (c *client) tryRecv(fd uintptr) bool {
+	for {
+		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), 0)
+		switch errno {
+		case 0:
+			c.rn, c.rflags, c.rerr = int(n), int(c.msg.Flags), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			c.rn, c.rerr = 0, errno
+		}
+		return true
+	}
+}
+
+// release is called by each goroutine when it ends; the last one closes the socket.
+func (c *client) release() {
+	c.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	c.mu.Unlock()
+	if last {
+		c.s.forget(c)
+		c.f.Close()
+		c.s.log.Debugf("Closing %d", c.fd)
+	}
+}

@@ -1,0 +1,366 @@
+// Package seqpacket serves the attach socket <bundle>/attach (protocol.md §5): a
+// SOCK_SEQPACKET listener bound through a directory fd, output frames fanned out to every
+// client through bounded per-client queues, client datagrams delivered to container stdin.
+package seqpacket
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/ptyio"
+)
+
+// Output frame, one SOCK_SEQPACKET datagram per frame (monitor -> client):
+//
+//	+--------+------------------------+
+//	| byte 0 | bytes 1..8192          |
+//	| stream | payload (1..8192 bytes)|
+//	+--------+------------------------+
+//
+// Client -> monitor datagrams are raw stdin bytes without a header.
+const (
+	maxPayload = 8192
+	maxFrame   = 1 + maxPayload
+	maxClients = 64
+	recvSize   = 64 << 10 // conmon reads 32 KiB; engines send at most 32 KiB
+	backlog    = 10
+	sunPathLen = 108 // sizeof(sockaddr_un.sun_path) on Linux
+)
+
+// Logger receives the server's diagnostics; the monitor's logger satisfies it.
+type Logger interface {
+	Warnf(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Warnf(string, ...any)  {}
+func (nopLogger) Debugf(string, ...any) {}
+
+// Config describes where the socket lives and where client input goes.
+type Config struct {
+	Bundle    string // socket file is <Bundle>/attach
+	SocketDir string // "" with --full-attach; else symlink <SocketDir>/<CUUID> -> Bundle
+	CUUID     string
+	Stdin     StdinTarget // nil: client input is read and discarded
+	Log       Logger
+}
+
+// StdinTarget is the container's stdin as seen by the attach clients.
+type StdinTarget interface {
+	WriteStdin(p []byte) error // may wait (poller) until the container accepts the bytes
+	ClientInputClosed()        // a client's input side ended (EOF, HUP, error, SHUT_WR)
+}
+
+// Server is a listening attach socket and its clients.
+type Server struct {
+	cfg      Config
+	log      Logger
+	sockPath string // <Bundle>/attach, unlinked by Remove
+	link     string // symlink name really created, "" with --full-attach
+	bound    bool   // the socket file exists because we created it
+
+	lf       *os.File
+	lrc      syscall.RawConn
+	acceptFn func(fd uintptr) bool
+	afd      int   // result of acceptFn
+	aerr     error // result of acceptFn
+
+	mu         sync.Mutex // guards clients, started, closing
+	clients    [maxClients]*client
+	started    bool
+	closing    bool
+	acceptDone chan struct{}
+
+	stdinMu    sync.Mutex // one datagram reaches stdin at a time, never interleaved
+	removeOnce sync.Once
+}
+
+// Listen creates the symlink (unless --full-attach), binds and listens. It does not accept
+// connections before Start. On error nothing it created is left behind.
+func Listen(cfg Config) (*Server, error) {
+	s := &Server{cfg: cfg, log: cfg.Log, sockPath: cfg.Bundle + "/attach", acceptDone: make(chan struct{})}
+	if s.log == nil {
+		s.log = nopLogger{}
+	}
+	s.acceptFn = s.tryAccept
+	parent := cfg.Bundle
+	if cfg.SocketDir != "" {
+		link, err := makeLink(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.link = link
+		parent = link
+	}
+	if err := s.bind(parent); err != nil {
+		s.Remove()
+		return nil, err
+	}
+	return s, nil
+}
+
+// makeLink replaces <SocketDir>/<CUUID> with a symlink to the bundle, so that clients have
+// a short path. Like conmon, a name of exactly 107 bytes loses its last byte (it would
+// otherwise collide with the socket path length); the name really created is returned.
+func makeLink(cfg Config) (string, error) {
+	link := strings.TrimRight(cfg.SocketDir, "/") + "/" + cfg.CUUID
+	if len(link) == sunPathLen-1 {
+		link = link[:len(link)-1]
+	}
+	if err := unix.Unlink(link); err != nil && err != unix.ENOENT {
+		return "", fmt.Errorf("Failed to remove existing symlink for socket directory %s: %w", link, err)
+	}
+	if err := unix.Symlink(cfg.Bundle, link); err != nil {
+		// conmon's text, misleading as it is.
+		return "", fmt.Errorf("Failed to create symlink for notify socket: %w", err)
+	}
+	return link, nil
+}
+
+// bind creates the listening socket <parent>/attach. The address is
+// /proc/self/fd/<dirfd>/attach, which fits sun_path whatever the length of parent.
+func (s *Server) bind(parent string) error {
+	path := parent + "/attach"
+	dfd, err := unix.Open(parent, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("failed to open socket path parent dir %s: %w", parent, err)
+	}
+	defer unix.Close(dfd)
+	if err := unix.Unlinkat(dfd, "attach", 0); err != nil && err != unix.ENOENT {
+		return fmt.Errorf("Failed to remove existing socket: %s: %w", path, err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("Failed to create socket %s: %w", path, err)
+	}
+	if err := s.setup(fd, dfd, path); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	s.lf = os.NewFile(uintptr(fd), path)
+	rc, err := s.lf.SyscallConn()
+	if err != nil {
+		s.lf.Close()
+		return fmt.Errorf("attach socket %s: %w", path, err)
+	}
+	s.lrc = rc
+	return nil
+}
+
+func (s *Server) setup(fd, dfd int, path string) error {
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
+	}
+	addr := &unix.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(dfd) + "/attach"}
+	if err := unix.Bind(fd, addr); err != nil {
+		return fmt.Errorf("Failed to bind socket: %s: %w", path, err)
+	}
+	s.bound = true
+	if err := unix.Fchmodat(dfd, "attach", 0o700, 0); err != nil {
+		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		return fmt.Errorf("Failed to listen on attach socket: %s: %w", path, err)
+	}
+	return nil
+}
+
+// Start begins accepting clients.
+func (s *Server) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closing {
+		return
+	}
+	s.started = true
+	go s.acceptLoop()
+}
+
+func (s *Server) acceptLoop() {
+	defer close(s.acceptDone)
+	defer s.catch("accept")
+	for {
+		if err := s.lrc.Read(s.acceptFn); err != nil {
+			return // listener closed by Shutdown
+		}
+		if s.aerr != nil {
+			s.log.Warnf("Failed to accept client connection on attach socket: %v", s.aerr)
+			if s.aerr == unix.EMFILE || s.aerr == unix.ENFILE || s.aerr == unix.ENOBUFS || s.aerr == unix.ENOMEM {
+				// The listener stays readable: back off instead of spinning.
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		s.addClient(s.afd)
+	}
+}
+
+// tryAccept runs inside the poller's Read: false means "wait until readable".
+func (s *Server) tryAccept(fd uintptr) bool {
+	for {
+		nfd, _, err := unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch err {
+		case nil:
+			s.afd, s.aerr = nfd, nil
+			return true
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			s.afd, s.aerr = -1, err
+			return true
+		}
+	}
+}
+
+func (s *Server) addClient(fd int) {
+	// Only this goroutine inserts, so a free slot found here stays free.
+	s.mu.Lock()
+	slot := s.freeSlot()
+	s.mu.Unlock()
+	if slot < 0 {
+		unix.Close(fd)
+		s.log.Warnf("Too many attach clients (%d), closing new connection", maxClients)
+		return
+	}
+	c, err := newClient(s, fd)
+	if err != nil {
+		s.log.Warnf("Failed to set up attach client: %v", err)
+		return
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		c.f.Close()
+		return
+	}
+	s.clients[slot] = c
+	s.mu.Unlock()
+	s.log.Debugf("Accepted console connection %d", fd)
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+func (s *Server) freeSlot() int {
+	for i, c := range s.clients {
+		if c == nil {
+			return i
+		}
+	}
+	return -1
+}
+
+func (s *Server) forget(c *client) {
+	s.mu.Lock()
+	for i := range s.clients {
+		if s.clients[i] == c {
+			s.clients[i] = nil
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Broadcast queues p, cut into frames of at most 8192 payload bytes, to every client. It
+// never blocks: a client whose queue cannot take a frame is disconnected.
+func (s *Server) Broadcast(stream ptyio.Stream, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	s.mu.Lock()
+	for _, c := range s.clients {
+		if c != nil {
+			c.enqueue(byte(stream), p)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, gives the clients' queued frames up to flush in total to be
+// sent, then closes every client (they read EOF) and the listener.
+func (s *Server) Shutdown(flush time.Duration) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	started := s.started
+	s.mu.Unlock()
+
+	s.lf.Close()
+	if started {
+		<-s.acceptDone
+	}
+	s.mu.Lock()
+	cs := make([]*client, 0, maxClients)
+	for i, c := range s.clients {
+		if c != nil {
+			cs = append(cs, c)
+			s.clients[i] = nil
+		}
+	}
+	s.mu.Unlock()
+
+	for _, c := range cs {
+		c.requestFlush()
+	}
+	timer := time.NewTimer(flush)
+	defer timer.Stop()
+wait:
+	for _, c := range cs {
+		select {
+		case <-c.wdone:
+		case <-timer.C:
+			break wait
+		}
+	}
+	for _, c := range cs {
+		c.stopOutput()
+		c.rc.Control(shutRDWR)
+		c.f.Close()
+	}
+}
+
+// Remove unlinks the socket file and the symlink really created. Idempotent; safe after
+// Shutdown and after a failed Listen.
+func (s *Server) Remove() {
+	s.removeOnce.Do(func() {
+		if s.bound {
+			if err := unix.Unlink(s.sockPath); err != nil && err != unix.ENOENT {
+				s.log.Warnf("Failed to remove %s: %v", s.sockPath, err)
+			}
+		}
+		if s.link != "" {
+			if err := unix.Unlink(s.link); err != nil && err != unix.ENOENT {
+				s.log.Warnf("Failed to remove %s: %v", s.link, err)
+			}
+		}
+	})
+}
+
+// catch keeps a panic in one attach goroutine from killing the monitor.
+func (s *Server) catch(what string) {
+	if r := recover(); r != nil {
+		s.log.Warnf("attach %s: internal error: %v", what, r)
+	}
+}
+
+func shutRD(fd uintptr)   { unix.Shutdown(int(fd), unix.SHUT_RD) }
+func shutWR(fd uintptr)   { unix.Shutdown(int(fd), unix.SHUT_WR) }
+func shutRDWR(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) }
+
+// peerGone reports errors that just mean the client went away.
+func peerGone(err error) bool {
+	return errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, os.ErrClosed)
+}
