@@ -373,28 +373,32 @@ func (m *monitor) runRuntime() int {
 			return m.finishFailed(tr.err.Error())
 		}
 	}
+	var stderrText string
 	if !runtimeOK {
 		status := statusCode(res.ws)
-		text := m.runtimeStderr()
-		if text != "" {
-			m.log.Warnf("runtime stderr: %s", text)
+		stderrText = m.runtimeStderr()
+		if stderrText != "" {
+			m.log.Warnf("runtime stderr: %s", stderrText)
 		}
 		if !opts.Exec {
-			if text == "" {
-				text = "runtime exited with status " + strconv.Itoa(status)
-			}
 			m.log.Debugf("Failed to create container: exit status %d", status)
-			return m.finishFailed(text)
+			if stderrText == "" {
+				return m.finishFailed("runtime exited with status " + strconv.Itoa(status))
+			}
+			return m.finishFailed(stderrText)
 		}
 		m.log.Warnf("runtime exec exited with status %d", status)
 	}
 	pid, err := readPidFile(opts.ContainerPidfile)
 	if err != nil {
-		text := m.runtimeStderr()
-		if text == "" {
-			text = "runtime did not write a valid pid file " + opts.ContainerPidfile + ": " + err.Error()
+		// A failed exec writes no pid file; its error text is the better message.
+		if stderrText == "" {
+			stderrText = m.runtimeStderr()
 		}
-		return m.finishFailed(text)
+		if stderrText == "" {
+			stderrText = "runtime did not write a valid pid file " + opts.ContainerPidfile + ": " + err.Error()
+		}
+		return m.finishFailed(stderrText)
 	}
 	return m.superviseContainer(pid)
 }

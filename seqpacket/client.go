@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +22,12 @@ const (
 	recHdr    = 2
 )
 
+// stallTimeout is how long a client whose queue is full may go without sending progress
+// before it is disconnected. A client that keeps reading (podman copying to a slow
+// terminal) holds the output back as with conmon and loses nothing; a client that stopped
+// reading costs the container this delay once, then is dropped.
+const stallTimeout = 500 * time.Millisecond
+
 // client is one accepted connection: a writer goroutine drains its queue, a reader
 // goroutine forwards its datagrams to stdin. The last of the two to finish closes it.
 type client struct {
@@ -31,6 +38,8 @@ type client struct {
 
 	mu      sync.Mutex
 	cond    sync.Cond // writer waits here for frames, flush or stop
+	space   sync.Cond // enqueue waits here for room in a full queue
+	sent    time.Time // last time the writer finished a send
 	ring    []byte
 	head    int
 	used    int
@@ -73,6 +82,8 @@ func newClient(s *Server, fd int) (*client, error) {
 		recvBuf: make([]byte, recvSize),
 	}
 	c.cond.L = &c.mu
+	c.space.L = &c.mu
+	c.sent = time.Now()
 	c.sendFn = c.trySend
 	c.recvFn = c.tryRecv
 	c.hupFn = c.waitHUP
@@ -83,7 +94,8 @@ func newClient(s *Server, fd int) (*client, error) {
 	return c, nil
 }
 
-// enqueue appends p as frames; runs under Server.mu, never blocks.
+// enqueue appends p as frames; runs under Server.mu. It waits for room only while the
+// client makes progress (stallTimeout).
 func (c *client) enqueue(stream byte, p []byte) {
 	c.mu.Lock()
 	if c.outDone {
@@ -92,7 +104,11 @@ func (c *client) enqueue(stream byte, p []byte) {
 	}
 	for len(p) > 0 {
 		n := min(len(p), maxPayload)
-		if queueSize-c.used < recHdr+1+n {
+		if queueSize-c.used < recHdr+1+n && !c.waitForRoom(recHdr+1+n) {
+			if c.outDone {
+				c.mu.Unlock()
+				return
+			}
 			c.outDone, c.used = true, 0
 			c.cond.Signal()
 			c.mu.Unlock()
@@ -107,6 +123,27 @@ func (c *client) enqueue(stream byte, p []byte) {
 		p = p[n:]
 	}
 	c.cond.Signal()
+	c.mu.Unlock()
+}
+
+// waitForRoom waits, with c.mu held, until need bytes fit into the queue; false when the
+// client stalled for stallTimeout or its output ended meanwhile.
+func (c *client) waitForRoom(need int) bool {
+	for queueSize-c.used < need {
+		left := stallTimeout - time.Since(c.sent)
+		if c.outDone || left <= 0 {
+			return false
+		}
+		t := time.AfterFunc(left, c.wakeEnqueue)
+		c.space.Wait()
+		t.Stop()
+	}
+	return true
+}
+
+func (c *client) wakeEnqueue() {
+	c.mu.Lock()
+	c.space.Broadcast()
 	c.mu.Unlock()
 }
 
@@ -140,11 +177,16 @@ func (c *client) requestFlush() {
 	c.mu.Unlock()
 }
 
-func (c *client) stopOutput() {
+// stopOutput drops the queue and ends the writer; it reports whether output was already
+// stopped (by Shutdown, a disconnect or the peer's hang-up).
+func (c *client) stopOutput() bool {
 	c.mu.Lock()
+	was := c.outDone
 	c.outDone, c.used = true, 0
 	c.cond.Signal()
+	c.space.Broadcast()
 	c.mu.Unlock()
+	return was
 }
 
 func (c *client) writeLoop() {
@@ -166,9 +208,14 @@ func (c *client) writeLoop() {
 		if err == nil {
 			err = c.sendErr
 		}
+		if err == nil {
+			c.mu.Lock()
+			c.sent = time.Now()
+			c.space.Signal()
+			c.mu.Unlock()
+		}
 		if err != nil {
-			c.stopOutput()
-			if !peerGone(err) {
+			if !c.stopOutput() && !peerGone(err) {
 				c.s.log.Warnf("Failed to write to remote console socket: %v", err)
 			}
 			c.rc.Control(shutWR)
@@ -208,10 +255,7 @@ func (c *client) readLoop() {
 			c.s.log.Debugf("No container stdin, discarding %d bytes from attach client", c.rn)
 			continue
 		}
-		c.s.stdinMu.Lock()
-		err := st.WriteStdin(c.recvBuf[:c.rn])
-		c.s.stdinMu.Unlock()
-		if err != nil {
+		if err := c.s.deliver(c.recvBuf[:c.rn]); err != nil {
 			c.s.log.Warnf("Failed to write container stdin: %v", err)
 		}
 	}

@@ -72,6 +72,7 @@ type Server struct {
 	lf       *os.File
 	lrc      syscall.RawConn
 	acceptFn func(fd uintptr) bool
+	pendFn   func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
 	afd      int   // result of acceptFn
 	aerr     error // result of acceptFn
 
@@ -93,6 +94,7 @@ func Listen(cfg Config) (*Server, error) {
 		s.log = nopLogger{}
 	}
 	s.acceptFn = s.tryAccept
+	s.pendFn = s.acceptPending
 	parent := cfg.Bundle
 	if cfg.SocketDir != "" {
 		link, err := makeLink(cfg)
@@ -225,24 +227,21 @@ func (s *Server) tryAccept(fd uintptr) bool {
 }
 
 func (s *Server) addClient(fd int) {
-	// Only this goroutine inserts, so a free slot found here stays free.
-	s.mu.Lock()
-	slot := s.freeSlot()
-	s.mu.Unlock()
-	if slot < 0 {
-		unix.Close(fd)
-		s.log.Warnf("Too many attach clients (%d), closing new connection", maxClients)
-		return
-	}
 	c, err := newClient(s, fd)
 	if err != nil {
 		s.log.Warnf("Failed to set up attach client: %v", err)
 		return
 	}
+	// Both the accept goroutine and Broadcast (acceptPending) add clients: the slot is
+	// found and taken under one lock.
 	s.mu.Lock()
-	if s.closing {
+	slot := s.freeSlot()
+	if s.closing || slot < 0 {
 		s.mu.Unlock()
 		c.f.Close()
+		if slot < 0 {
+			s.log.Warnf("Too many attach clients (%d), closing new connection", maxClients)
+		}
 		return
 	}
 	s.clients[slot] = c
@@ -250,6 +249,24 @@ func (s *Server) addClient(fd int) {
 	s.log.Debugf("Accepted console connection %d", fd)
 	go c.writeLoop()
 	go c.readLoop()
+}
+
+// acceptPending accepts the connections waiting in the listen backlog. podman connects and
+// starts the container right away; the first output must reach it even when the accept
+// goroutine has not run yet.
+func (s *Server) acceptPending(fd uintptr) {
+	for {
+		// The raw call passes no address buffer: unix.Accept4's escapes to the heap, and
+		// this runs on every Broadcast.
+		nfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, fd, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		switch errno {
+		case 0:
+			s.addClient(int(nfd))
+		case unix.EINTR, unix.ECONNABORTED:
+		default:
+			return
+		}
+	}
 }
 
 func (s *Server) freeSlot() int {
@@ -276,6 +293,9 @@ func (s *Server) forget(c *client) {
 func (s *Server) Broadcast(stream ptyio.Stream, p []byte) {
 	if len(p) == 0 {
 		return
+	}
+	if s.lrc != nil {
+		s.lrc.Control(s.pendFn)
 	}
 	s.mu.Lock()
 	for _, c := range s.clients {
@@ -349,6 +369,14 @@ func (s *Server) Remove() {
 	})
 }
 
+// deliver passes one client datagram to stdin; the lock keeps datagrams of different
+// clients from interleaving and makes every reader wait while stdin is full.
+func (s *Server) deliver(p []byte) error {
+	s.stdinMu.Lock()
+	defer s.stdinMu.Unlock()
+	return s.cfg.Stdin.WriteStdin(p)
+}
+
 // catch keeps a panic in one attach goroutine from killing the monitor.
 func (s *Server) catch(what string) {
 	if r := recover(); r != nil {
@@ -362,5 +390,5 @@ func shutRDWR(fd uintptr) { unix.Shutdown(int(fd), unix.SHUT_RDWR) }
 
 // peerGone reports errors that just mean the client went away.
 func peerGone(err error) bool {
-	return errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, os.ErrClosed)
+	return errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET)
 }

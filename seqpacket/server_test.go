@@ -20,6 +20,9 @@ import (
 
 const waitLimit = 20 * time.Second
 
+// The monitor hands ptyio's stdin writer to the server.
+var _ StdinTarget = (*ptyio.Stdin)(nil)
+
 // testLogger records messages and lets tests wait for them.
 type testLogger struct {
 	t      *testing.T
@@ -722,5 +725,60 @@ func TestShutdownFlushBounded(t *testing.T) {
 	}
 	if got >= len(p) {
 		t.Fatalf("client got all %d bytes although the flush was cut short", got)
+	}
+	if n := log.count("W "); n != 0 {
+		t.Fatalf("%d warnings: %q", n, log.lines)
+	}
+}
+
+// A client still in the listen backlog (the accept goroutine has not run) receives the
+// first output: podman connects and starts the container immediately.
+func TestBacklogClientGetsFirstOutput(t *testing.T) {
+	bundle := t.TempDir()
+	s, err := Listen(Config{Bundle: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(0); s.Remove() })
+	fd := dial(t, bundle+"/attach") // Start was not called: nobody accepts
+	s.Broadcast(ptyio.Stdout, []byte("first"))
+	buf := make([]byte, maxFrame)
+	n, err := unix.Read(fd, buf)
+	if err != nil || string(buf[:n]) != "\x02first" {
+		t.Fatalf("read %q, %v; want \\x02first", buf[:n], err)
+	}
+}
+
+// A client that keeps reading, only more slowly than the container writes, holds the
+// output back instead of being disconnected, and receives every byte.
+func TestReadingSlowClientKeepsEverything(t *testing.T) {
+	bundle := t.TempDir()
+	s, log := startServer(t, Config{Bundle: bundle})
+	fd := connect(t, log, bundle+"/attach", 1)
+	const total = 2 << 20
+	got := make(chan int, 1)
+	go func() {
+		buf := make([]byte, maxFrame)
+		n := 0
+		for {
+			k, err := unix.Read(fd, buf)
+			if err != nil || k == 0 {
+				got <- n
+				return
+			}
+			n += k - 1
+			time.Sleep(200 * time.Microsecond) // a reader slower than the producer
+		}
+	}()
+	chunk := make([]byte, 64<<10)
+	for sent := 0; sent < total; sent += len(chunk) {
+		s.Broadcast(ptyio.Stdout, chunk)
+	}
+	s.Shutdown(10 * time.Second)
+	if n := <-got; n != total {
+		t.Fatalf("slow reader received %d of %d bytes", n, total)
+	}
+	if n := log.count("too slow"); n != 0 {
+		t.Fatalf("reading client was disconnected")
 	}
 }

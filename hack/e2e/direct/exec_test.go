@@ -1,0 +1,224 @@
+package direct
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runningContainer creates and starts a container that waits until killed.
+func runningContainer(t *testing.T) *container {
+	t.Helper()
+	c := newContainer(t, bundleOpts{}, "sh", "-c", "echo ready; exec sleep 1000")
+	_, msg := crioStyle.create(t, c)
+	msg.mustInt(t, "pid")
+	c.start()
+	waitLog(t, c.logPath, "stdout", "ready\n", 10*time.Second)
+	return c
+}
+
+type execResult struct {
+	pid, status int
+	out, err    string
+}
+
+// podmanExec runs one podman 4.3.1 exec session (lifecycle.md §12.1) and returns its result.
+func podmanExec(t *testing.T, c *container, session string, args ...string) execResult {
+	t.Helper()
+	dir := filepath.Join(c.bundle, session)
+	if err := os.MkdirAll(filepath.Join(dir, "exit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, "exec-process-1")
+	writeProcessSpec(t, spec, false, args...)
+	m := startMonitor(t, monitorSpec{args: []string{"--api-version", "1", "-c", c.id, "-u", session,
+		"-r", runcPath, "-b", dir, "-p", filepath.Join(dir, "exec_pid"), "-n", "e2e", "--exit-dir",
+		filepath.Join(dir, "exit"), "--full-attach", "-l", "none", "--log-level", "warning",
+		"--runtime-arg", "--root=" + c.root, "-e", "--exec-attach", "--exec-process-spec", spec},
+		sync: seqPacket, start: seqPacket, attach: true, dir: dir})
+	m.writeStart()
+	if code := m.wait(10 * time.Second); code != 0 {
+		t.Fatalf("launcher exit %d; stderr %q", code, m.stderr.String())
+	}
+	am, err := m.readAttachPipe(10 * time.Second)
+	if err != nil {
+		t.Fatalf("attach pipe: %v", err)
+	}
+	if n := am.mustInt(t, "data"); n != 0 || am.raw != "{\"data\": 0}\n" {
+		t.Fatalf("attach pipe message %q, want {\"data\": 0}", am.raw)
+	}
+	conn := dialPodman(t, dir)
+	if err := conn.CloseWrite(); err != nil { // no stdin
+		t.Fatal(err)
+	}
+	r := newAttachReader(t, conn)
+	m.writeStart() // second byte: the runtime may run now
+	msg, err := m.readSync(10 * time.Second)
+	if err != nil {
+		t.Fatalf("sync pipe: %v", err)
+	}
+	res := execResult{pid: msg.mustInt(t, "data")}
+	if res.pid <= 0 {
+		t.Fatalf("exec failed: %q", msg.raw)
+	}
+	if want, err := readPidFile(filepath.Join(dir, "exec_pid")); err != nil || want != res.pid {
+		t.Errorf("exec pid %d, exec_pid file %d (%v)", res.pid, want, err)
+	}
+	r.readToEOF(10 * time.Second)
+	res.out, res.err = r.out.String(), r.err.String()
+	// podman: after the stream ended, the exit file (named after the container) within 5 s.
+	got := string(waitFile(t, filepath.Join(dir, "exit", c.id), 5*time.Second, false))
+	if res.status, err = strconv.Atoi(got); err != nil {
+		t.Fatalf("exec exit file %q", got)
+	}
+	msg, err = m.readSync(10 * time.Second)
+	if err != nil {
+		t.Fatalf("final sync message: %v", err)
+	}
+	if n := msg.mustInt(t, "data"); n != res.status {
+		t.Errorf("final sync %q, exit file %d", msg.raw, res.status)
+	}
+	return res
+}
+
+func TestExecPodman(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	c := runningContainer(t)
+	cases := []struct {
+		script     string
+		status     int
+		out, errTx string
+	}{
+		{"echo hi; echo oops >&2", 0, "hi\n", "oops\n"},
+		{"exit 1", 1, "", ""},
+		{"kill -9 $$", 137, "", ""},
+	}
+	for i, tc := range cases {
+		res := podmanExec(t, c, "session"+strconv.Itoa(i), "sh", "-c", tc.script)
+		if res.status != tc.status || res.out != tc.out || res.err != tc.errTx {
+			t.Errorf("exec %q: status %d stdout %q stderr %q, want %d %q %q", tc.script, res.status, res.out, res.err, tc.status, tc.out, tc.errTx)
+		}
+	}
+}
+
+// execSync runs one CRI-O ExecSync (lifecycle.md §12.2): plain pipe for sync, a stream
+// start pipe unless crio120, and returns the decoded result, the monitor's exit status
+// and the time until the monitor ended.
+func execSync(t *testing.T, c *container, timeout int, crio120 bool, args ...string) (syncMsg, int, []record, time.Duration) {
+	t.Helper()
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "exec-process-1")
+	writeProcessSpec(t, spec, false, args...)
+	logPath := filepath.Join(dir, "crio-log-"+c.id)
+	argv := []string{"-c", c.id, "-n", "k8s_e2e", "-r", runcPath, "-p", filepath.Join(dir, "pidfile"), "-e",
+		"-l", logPath, "--socket-dir-path", c.sockDir, "--log-level", "info", "--sync",
+		"--log-global-size-max", "16777216"}
+	if timeout > 0 {
+		argv = append(argv, "-T", strconv.Itoa(timeout))
+	}
+	argv = append(argv, "--exec-process-spec", spec, "--runtime-arg", "--root="+c.root)
+	start := streamSock
+	if crio120 {
+		start = noPipe
+	}
+	m := startMonitor(t, monitorSpec{args: argv, sync: plainPipe, start: start, dir: dir})
+	if !crio120 {
+		m.writeStart()
+	}
+	code := m.wait(time.Duration(timeout+20) * time.Second)
+	elapsed := time.Since(m.started)
+	msg, err := m.readSync(5 * time.Second)
+	if err != nil {
+		t.Fatalf("ExecSync result: %v; monitor stderr %q", err, m.stderr.String())
+	}
+	var recs []record
+	if data, err := os.ReadFile(logPath); err == nil {
+		recs = parseLog(t, data)
+	}
+	return msg, code, recs, elapsed
+}
+
+func TestExecSync(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	c := runningContainer(t)
+	for _, crio120 := range []bool{true, false} {
+		msg, code, recs, _ := execSync(t, c, 0, crio120, "sh", "-c", "echo out; echo err >&2; exit 5")
+		if n := msg.mustInt(t, "exit_code"); n != 5 || msg.message() != "" {
+			t.Errorf("crio120=%v: result %q, want {\"exit_code\": 5}", crio120, msg.raw)
+		}
+		if code != 5 {
+			t.Errorf("crio120=%v: --sync monitor exit status %d, want 5", crio120, code)
+		}
+		if o, e := string(joined(recs, "stdout")), string(joined(recs, "stderr")); o != "out\n" || e != "err\n" {
+			t.Errorf("crio120=%v: log stdout %q stderr %q", crio120, o, e)
+		}
+	}
+}
+
+func TestExecSyncTimeout(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	c := runningContainer(t)
+	msg, code, _, elapsed := execSync(t, c, 2, false, "sh", "-c", "sleep 100; sh -c 'sleep 100'")
+	if n := msg.mustInt(t, "exit_code"); n != -1 || msg.message() != "command timed out" {
+		t.Errorf("result %q, want {\"exit_code\": -1, \"message\": \"command timed out\"}", msg.raw)
+	}
+	if code != 255 {
+		t.Errorf("monitor exit status %d, want 255", code)
+	}
+	if elapsed > 3500*time.Millisecond || elapsed < 2*time.Second {
+		t.Errorf("ExecSync with -T 2 took %v, want 2 s .. 3.5 s", elapsed)
+	}
+	// Everything but the container's init must be gone (zombies count as gone).
+	out, err := c.runc("ps", "--format", "json", c.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	if err := json.Unmarshal(out, &pids); err != nil {
+		t.Fatalf("runc ps: %v: %s", err, out)
+	}
+	initPid, err := readPidFile(c.pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if pid != initPid && !waitPidGone(pid, time.Second) {
+			cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+			t.Errorf("process %d (%q) of the timed-out exec still alive", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+}
+
+func TestExecMissingBinary(t *testing.T) {
+	setup(t)
+	requireConmonGo(t) // 2.2.x sends nothing for a failed exec; main and conmon-go send -1 + message
+	t.Parallel()
+	c := runningContainer(t)
+	msg, code, _, _ := execSync(t, c, 0, false, "/no/such/binary")
+	if n := msg.mustInt(t, "exit_code"); n != -1 || !strings.Contains(msg.message(), "no such file or directory") {
+		t.Errorf("result %q, want exit_code -1 with runc's error", msg.raw)
+	}
+	if code != 1 {
+		t.Errorf("monitor exit status %d, want 1", code)
+	}
+}
+
+func TestExecStoppedContainer(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	c := newContainer(t, bundleOpts{}, "true")
+	if got := runToExit(t, c, "", 10*time.Second); got != "0" {
+		t.Fatalf("exit file %q", got)
+	}
+	msg, _, _, _ := execSync(t, c, 0, false, "true")
+	if n := msg.mustInt(t, "exit_code"); n != -1 || msg.message() == "" {
+		t.Errorf("result %q, want exit_code -1 and runc's error text", msg.raw)
+	}
+}
