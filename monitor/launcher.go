@@ -221,12 +221,12 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 	if err != nil {
 		return 1
 	}
+	// Our own pipe: wait on the poller instead of holding a thread in read(2).
+	unix.SetNonblock(hs, true)
+	f := os.NewFile(uintptr(hs), "handshake")
 	var b [1]byte
-	n, err := unix.Read(hs, b[:])
-	for err == unix.EINTR {
-		n, err = unix.Read(hs, b[:])
-	}
-	unix.Close(hs)
+	n, _ := f.Read(b[:])
+	f.Close()
 	if n != 1 {
 		return 1 // the launcher could not write the pid file and gave up
 	}

@@ -52,9 +52,9 @@ func Main(args []string) int {
 	signals := make(chan os.Signal, 32)
 	signal.Notify(signals, handledSignals...)
 	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok {
-		// More Ps mean more threads and memory in every monitor on a large node; the
-		// output path needs two (stdout and stderr).
-		runtime.GOMAXPROCS(2)
+		// Every P costs threads and memory in every monitor on a node. The output path
+		// is one read-format-write loop per stream and never saturates a CPU.
+		runtime.GOMAXPROCS(1)
 	}
 	if v, ok := os.LookupEnv(envDaemon); ok {
 		os.Unsetenv(envDaemon)

@@ -1,6 +1,12 @@
 // Command conmon-go is a per-container monitor for podman and CRI-O, a drop-in
 // replacement for conmon. Installed under the name conmon-go-runtime it acts as a
 // dispatching OCI runtime instead (trust-based runtime selection).
+//
+// The runtime must not watch the cgroup's CPU limit: GOMAXPROCS is set by the monitor
+// itself, and the watch keeps two cgroup files open and wakes the process periodically.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (
