@@ -444,7 +444,7 @@ func (m *monitor) runtimeStderr() string {
 		}
 	}
 	f.SetReadDeadline(time.Time{})
-	return string(bytes.TrimRight(buf[:n], "\x00"))
+	return string(buf[:n])
 }
 
 // readPidFile reads the pid the runtime wrote: a positive decimal, surrounding whitespace

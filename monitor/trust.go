@@ -1,10 +1,15 @@
 package monitor
 
 import (
+	"path/filepath"
+
 	"github.com/conmon-go/conmon-go/monitor/cli"
 	"github.com/conmon-go/conmon-go/monitor/diag"
 	"github.com/conmon-go/conmon-go/monitor/trust"
 )
+
+// dispatcherName is the name under which the binary acts as the dispatching runtime.
+const dispatcherName = "conmon-go-runtime"
 
 // runtimeChoice is the runtime (and its global arguments) trust selection picked.
 type runtimeChoice struct {
@@ -17,6 +22,15 @@ type runtimeChoice struct {
 // launcher announces the decision (stderr by level, syslog always); the monitor repeats it
 // silently from the same inputs and records it before the runtime starts.
 func selectRuntime(opts *cli.Options, log *diag.Logger, announce bool) (runtimeChoice, error) {
+	if filepath.Base(opts.Runtime) == dispatcherName {
+		// The dispatcher decides and keeps the record for the container's whole life
+		// (§9); a decision and record of ours would bypass it and our record would be
+		// removed at exit, before the engine's delete.
+		if announce {
+			log.Debugf("runtime selection: left to the dispatching runtime %s", opts.Runtime)
+		}
+		return runtimeChoice{path: opts.Runtime, args: opts.RuntimeArgs}, nil
+	}
 	s := trust.Settings{
 		Trusted:      opts.Runtime,
 		Untrusted:    opts.Trust.RuntimeUntrusted,

@@ -73,8 +73,8 @@ type Server struct {
 	lrc      syscall.RawConn
 	acceptFn func(fd uintptr) bool
 	pendFn   func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
-	afd      int   // result of acceptFn
-	aerr     error // result of acceptFn
+	afd      int              // result of acceptFn
+	aerr     error            // result of acceptFn
 
 	mu         sync.Mutex // guards clients, started, closing
 	clients    [maxClients]*client
