@@ -102,6 +102,11 @@ func (c *client) enqueue(stream byte, p []byte) {
 		c.mu.Unlock()
 		return
 	}
+	if c.used == 0 {
+		// The stall clock runs only while there is something to send: a client whose queue
+		// was empty (its writer idle, or not yet scheduled) is not behind.
+		c.sent = time.Now()
+	}
 	for len(p) > 0 {
 		n := min(len(p), maxPayload)
 		if queueSize-c.used < recHdr+1+n && !c.waitForRoom(recHdr+1+n) {

@@ -1,0 +1,697 @@
+// Command bench measures a monitor against the reference conmon, side by side in one run
+// (`make bench`): create latency, idle footprint, log throughput, exec-sync cost, one long
+// line and attach throughput, driven through conmon's CLI and fds as CRI-O does. Runs are
+// interleaved (monitor, reference, monitor, ...) so machine noise hits both; each figure
+// prints medians, the ratio monitor/reference and, where the issue sets one, its target.
+//
+//	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,exec]
+package main
+
+import (
+	"context"
+	"debug/elf"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+const (
+	createPairs = 20
+	idleCount   = 10 // containers per monitor
+	logPairs    = 3
+	execPairs   = 10
+	linePairs   = 3
+	attachPairs = 2
+
+	// 70 characters + '\n' = one 71-byte line.
+	line70    = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567"
+	logLines  = 2953735 // 71 * 2953735 = 209715185 bytes, the whole lines that fit in 200 MiB
+	logBytes  = 71 * logLines
+	attachLen = 100 << 20
+	marker    = "BENCH-DONE\n" // last line of a workload: the log is complete
+)
+
+// row is one line of the printed table.
+type row struct{ name, a, b, ratio, target, verdict string }
+
+type bench struct {
+	e       *env
+	mons    [2]*monitor // monitor under test, reference
+	rows    []row
+	idleRSS [2]float64 // from the idle figure, for the after-burst target
+}
+
+func main() {
+	monPath := flag.String("monitor", "", "absolute path of the monitor under test (required)")
+	refPath := flag.String("reference", "/usr/bin/conmon", "reference monitor")
+	only := flag.String("only", "", "comma-separated figures to run: create,idle,log,exec,line,attach (default all)")
+	flag.Parse()
+	if err := execute(*monPath, *refPath, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func execute(monPath, refPath, only string) error {
+	if monPath == "" {
+		return errors.New("-monitor is required")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: the containers run under runc")
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return fmt.Errorf("needs runc: %w", err)
+	}
+	if runc, err = filepath.Abs(runc); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("busybox"); err != nil {
+		return fmt.Errorf("needs busybox (busybox-static): %w", err)
+	}
+	mkbundle, err := findMkbundle()
+	if err != nil {
+		return err
+	}
+	var b bench
+	figures := []figure{
+		{"create", b.createFigure}, {"idle", b.idleFigure}, {"log", b.logFigure},
+		{"exec", b.execFigure}, {"line", b.lineFigure}, {"attach", b.attachFigure},
+	}
+	for _, name := range strings.Split(only, ",") {
+		if name != "" && !slices.ContainsFunc(figures, func(f figure) bool { return f.name == name }) {
+			return fmt.Errorf("-only: unknown figure %q", name)
+		}
+	}
+	for i, p := range []string{monPath, refPath} {
+		exe, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return fmt.Errorf("monitor: %w", err)
+		}
+		if exe, err = filepath.Abs(exe); err != nil {
+			return err
+		}
+		b.mons[i] = &monitor{label: []string{"monitor", "reference"}[i], path: p, exe: exe}
+	}
+	started := time.Now()
+	printHeader(b.mons, runc)
+
+	b.e, err = newEnv(runc, mkbundle)
+	if b.e == nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		b.e.cleanup()
+		os.Exit(130)
+	}()
+	defer b.e.cleanup()
+	if err != nil {
+		return err
+	}
+
+	b.binaryRow()
+	for _, f := range figures {
+		if only != "" && !strings.Contains(","+only+",", ","+f.name+",") {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s...\n", f.name)
+		if err := guard(f.fn); err != nil {
+			b.rows = append(b.rows, row{name: f.name, a: errCell(err), verdict: "ERROR"})
+		}
+	}
+	b.printTable()
+	fmt.Printf("\ntotal bench time %.0f s\n", time.Since(started).Seconds())
+	return nil
+}
+
+type figure struct {
+	name string
+	fn   func() error
+}
+
+// guard turns a panic in a figure into an error row instead of aborting the run.
+func guard(fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return fn()
+}
+
+// findMkbundle looks for hack/mkbundle.sh from the working directory upwards (make runs
+// the bench from the module root).
+func findMkbundle() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, "hack", "mkbundle.sh")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("hack/mkbundle.sh not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func printHeader(mons [2]*monitor, runc string) {
+	osrelease, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	cpuinfo, _ := os.ReadFile("/proc/cpuinfo")
+	fmt.Printf("machine: nproc %d, kernel %s, cpu %s\n", runtime.NumCPU(),
+		strings.TrimSpace(string(osrelease)), cpuModel(cpuinfo))
+	for _, m := range mons {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := exec.CommandContext(ctx, m.path, "--version").Output()
+		cancel()
+		v := strings.Join(strings.Split(strings.TrimSpace(string(out)), "\n"), "; ")
+		if err != nil {
+			v = "--version failed: " + err.Error()
+		}
+		fmt.Printf("%-9s %s: %s\n", m.label, m.path, v)
+	}
+	if out, err := exec.Command(runc, "--version").Output(); err == nil {
+		fmt.Printf("runtime   %s: %s\n", runc, strings.SplitN(string(out), "\n", 2)[0])
+	}
+	fmt.Println()
+}
+
+// interleave runs each participant n times in turn (A B A B ...), rotating who goes first
+// each round so that no one always follows the same predecessor's cleanup. Each run returns
+// one sample (a few metrics). A participant that fails is not run again in this figure.
+func interleave(n int, fns ...func() ([]float64, error)) ([][][]float64, []error) {
+	samples := make([][][]float64, len(fns))
+	errs := make([]error, len(fns))
+	for i := 0; i < n; i++ {
+		for k := range fns {
+			j := (i + k) % len(fns)
+			if errs[j] != nil {
+				continue
+			}
+			s, err := guardSample(fns[j])
+			if err != nil {
+				errs[j] = err
+				continue
+			}
+			samples[j] = append(samples[j], s)
+		}
+	}
+	return samples, errs
+}
+
+func guardSample(fn func() ([]float64, error)) (s []float64, err error) {
+	err = guard(func() error {
+		s, err = fn()
+		return err
+	})
+	return s, err
+}
+
+// metric is the median of column k of a participant's samples.
+type metric struct {
+	v   float64
+	err error
+}
+
+func med(samples [][]float64, err error, k int) metric {
+	if err != nil {
+		return metric{err: err}
+	}
+	col := make([]float64, len(samples))
+	for i, s := range samples {
+		col[i] = s[k]
+	}
+	return metric{v: median(col)}
+}
+
+func (m metric) cell(format func(float64) string) string {
+	if m.err != nil {
+		return errCell(m.err)
+	}
+	return format(m.v)
+}
+
+// goal is a target: a limit on the monitor's value alone, or relative to the reference's.
+type goal struct {
+	text     string
+	relative bool
+	pass     func(a, r float64) bool
+}
+
+func atMost(limit float64, text string) *goal {
+	return &goal{text: text, pass: func(a, _ float64) bool { return a <= limit }}
+}
+
+func relative(text string, pass func(a, r float64) bool) *goal {
+	return &goal{text: text, relative: true, pass: pass}
+}
+
+// compare adds a row for a metric of both monitors; g nil means information only.
+func (b *bench) compare(name string, x, y metric, format func(float64) string, g *goal) {
+	r := row{name: name, a: x.cell(format), b: y.cell(format)}
+	if x.err == nil && y.err == nil && y.v != 0 {
+		r.ratio = fmt.Sprintf("%.2fx", x.v/y.v)
+	}
+	if g != nil {
+		r.target = g.text
+		switch {
+		case x.err != nil || (g.relative && y.err != nil):
+			r.verdict = "ERROR"
+		case g.pass(x.v, y.v):
+			r.verdict = "PASS"
+		default:
+			r.verdict = "MISS"
+		}
+	}
+	b.rows = append(b.rows, r)
+}
+
+func (b *bench) binaryRow() {
+	var cells [2]string
+	var ok bool
+	for i, m := range b.mons {
+		fi, err := os.Stat(m.exe)
+		if err != nil {
+			cells[i] = errCell(err)
+			continue
+		}
+		static, stripped, err := elfKind(m.exe)
+		if err != nil {
+			cells[i] = errCell(err)
+			continue
+		}
+		kind := map[bool]string{true: "static", false: "dynamic"}[static] + ", " +
+			map[bool]string{true: "stripped", false: "not stripped"}[stripped]
+		cells[i] = fmt.Sprintf("%s (%s)", mb(float64(fi.Size())), kind)
+		if i == 0 {
+			ok = static && stripped && fi.Size() <= 4e6
+		}
+	}
+	b.rows = append(b.rows, row{name: "binary size", a: cells[0], b: cells[1],
+		target: "<= 4 MB static stripped", verdict: map[bool]string{true: "PASS", false: "MISS"}[ok]})
+}
+
+// elfKind: static = no program interpreter; stripped = no symbol table.
+func elfKind(path string) (static, stripped bool, err error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false, false, err
+	}
+	defer f.Close()
+	static = true
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			static = false
+		}
+	}
+	return static, f.Section(".symtab") == nil, nil
+}
+
+// createFigure: exec of the monitor -> container pid on the sync pipe, against bare
+// `runc create`; every container is started and its exit file awaited.
+func (b *bench) createFigure() error {
+	tpl, err := b.e.template("true", "true")
+	if err != nil {
+		return err
+	}
+	floor := func() ([]float64, error) {
+		r, err := b.e.newRun(nil, tpl)
+		if err != nil {
+			return nil, err
+		}
+		defer b.e.destroy(r)
+		d, err := b.e.bareCreate(r)
+		return []float64{d.Seconds()}, err
+	}
+	withMonitor := func(m *monitor) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, tpl)
+			if err != nil {
+				return nil, err
+			}
+			defer b.e.destroy(r)
+			d, err := b.e.create(r)
+			if err != nil {
+				return nil, err
+			}
+			if err := b.e.runcCmd(r, "start", r.id); err != nil {
+				return nil, err
+			}
+			if err := waitFile(r.exitFile(), 10*time.Second, nil); err != nil {
+				return nil, err
+			}
+			return []float64{d.Seconds()}, nil
+		}
+	}
+	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0]), withMonitor(b.mons[1]))
+	fl := med(s[0], errs[0], 0)
+	x, y := med(s[1], errs[1], 0), med(s[2], errs[2], 0)
+	b.compare(fmt.Sprintf("create latency, exec -> pid (%d pairs)", createPairs), x, y, ms, nil)
+	b.rows = append(b.rows, row{name: "bare runc create (floor)", a: fl.cell(ms), b: fl.cell(ms)})
+	// Overhead: the median of each round's difference to that round's floor, so that
+	// slow and fast moments of the machine cancel out.
+	over := func(j int) metric {
+		if errs[j] != nil || errs[0] != nil {
+			return metric{err: errors.Join(errs[j], errs[0])}
+		}
+		d := make([]float64, min(len(s[j]), len(s[0])))
+		for i := range d {
+			d[i] = s[j][i][0] - s[0][i][0]
+		}
+		return metric{v: median(d)}
+	}
+	b.compare("create overhead over bare runc", over(1), over(2), ms,
+		relative("<= ref (spec: <= 5 ms)", func(a, r float64) bool { return a <= r }))
+	return nil
+}
+
+// idleFigure: 10 sleeping containers per monitor, started interleaved, measured together.
+func (b *bench) idleFigure() error {
+	tpl, err := b.e.template("sleep", "sleep", "3600")
+	if err != nil {
+		return err
+	}
+	var runs [2][]*run
+	defer func() {
+		for _, rs := range runs {
+			for _, r := range rs {
+				b.e.runcCmd(r, "kill", r.id, "KILL")
+			}
+		}
+		for _, rs := range runs {
+			for _, r := range rs {
+				b.e.destroy(r)
+			}
+		}
+	}()
+	var errs [2]error
+	for i := 0; i < idleCount; i++ {
+		for j, m := range b.mons {
+			if errs[j] != nil {
+				continue
+			}
+			r, err := b.e.newRun(m, tpl)
+			if err == nil {
+				runs[j] = append(runs[j], r)
+				if _, err = b.e.create(r); err == nil {
+					err = b.e.runcCmd(r, "start", r.id)
+				}
+			}
+			errs[j] = err
+		}
+	}
+	// Let start-up garbage settle, as an idle monitor would.
+	time.Sleep(2 * time.Second)
+	var mem [2][][]float64
+	for j := range b.mons {
+		for _, r := range runs[j] {
+			if errs[j] != nil {
+				break
+			}
+			m, err := readMem(r.monPid)
+			if err != nil {
+				errs[j] = fmt.Errorf("monitor %d: %w", r.monPid, err)
+				break
+			}
+			mem[j] = append(mem[j], []float64{float64(m.RSS), float64(m.PSS), float64(m.Anon), float64(m.Threads)})
+		}
+	}
+	metrics := func(k int) (metric, metric) { return med(mem[0], errs[0], k), med(mem[1], errs[1], k) }
+	x, y := metrics(0)
+	b.idleRSS = [2]float64{x.v, y.v}
+	title := fmt.Sprintf("idle %s, %d containers each", "%s", idleCount)
+	b.compare(fmt.Sprintf(title, "RSS"), x, y, mb, atMost(3.0e6, "<= 3.0 MB (spec)"))
+	x, y = metrics(1)
+	b.compare(fmt.Sprintf(title, "PSS"), x, y, mb, atMost(1.0e6, "<= 1.0 MB"))
+	x, y = metrics(2)
+	b.compare(fmt.Sprintf(title, "anonymous"), x, y, mb, atMost(0.8e6, "<= 0.8 MB"))
+	x, y = metrics(3)
+	b.compare(fmt.Sprintf(title, "threads"), x, y, count, atMost(5, "<= 5"))
+	return nil
+}
+
+// burst starts a created container whose output ends with the marker line, waits for the
+// marker in the log and returns the wall time and the monitor's CPU time spent meanwhile
+// (utime+stime of /proc/<monitor>/stat, sampled before `runc start` and when the marker
+// is in the log: the monitor is still alive, so nothing is lost to its exit).
+func (b *bench) burst(r *run, timeout time.Duration) (wall, cpu time.Duration, err error) {
+	st0, err := readStat(r.monPid)
+	if err != nil {
+		return 0, 0, err
+	}
+	t0 := time.Now()
+	if err := b.e.runcCmd(r, "start", r.id); err != nil {
+		return 0, 0, err
+	}
+	if err := waitFile(r.log, timeout, endsWith(marker)); err != nil {
+		return 0, 0, err
+	}
+	wall = time.Since(t0)
+	st1, err := readStat(r.monPid)
+	if err != nil {
+		return 0, 0, err
+	}
+	return wall, st1.CPU - st0.CPU, nil
+}
+
+// records counts the log's records before the marker line.
+func records(r *run) (float64, error) {
+	f, err := os.Open(r.log)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n, err := countLines(f)
+	return float64(n - 1), err
+}
+
+// logFigure: 200 MiB of 71-byte lines into k8s-file.
+func (b *bench) logFigure() error {
+	tpl, err := b.e.template("burst", "sh", "-c",
+		fmt.Sprintf("yes %s | head -c %d; echo %s; exec sleep 600", line70, logBytes, strings.TrimSuffix(marker, "\n")))
+	if err != nil {
+		return err
+	}
+	one := func(m *monitor) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, tpl)
+			if err != nil {
+				return nil, err
+			}
+			defer b.e.destroy(r)
+			if _, err := b.e.create(r); err != nil {
+				return nil, err
+			}
+			wall, cpu, err := b.burst(r, 120*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			mem, err := readMem(r.monPid)
+			if err != nil {
+				return nil, err
+			}
+			n, err := records(r)
+			return []float64{wall.Seconds(), cpu.Seconds(), float64(mem.RSS), n}, err
+		}
+	}
+	s, errs := interleave(logPairs, one(b.mons[0]), one(b.mons[1]))
+	col := func(k int) (metric, metric) { return med(s[0], errs[0], k), med(s[1], errs[1], k) }
+	title := fmt.Sprintf("log 200 MiB of 71-byte lines, %s (%d pairs)", "%s", logPairs)
+	wx, wy := col(0)
+	b.compare(fmt.Sprintf(title, "wall"), wx, wy, ms, nil)
+	rate := func(m metric) metric { return metric{v: logLines / m.v, err: m.err} }
+	b.compare(fmt.Sprintf(title, "lines/s"), rate(wx), rate(wy), func(v float64) string { return fmt.Sprintf("%.2f M/s", v/1e6) },
+		relative(">= 2x ref", func(a, r float64) bool { return a >= 2*r }))
+	cx, cy := col(1)
+	perMiB := func(m metric) metric { return metric{v: m.v / 200, err: m.err} }
+	b.compare(fmt.Sprintf(title, "monitor CPU per MiB"), perMiB(cx), perMiB(cy), ms,
+		relative("<= 0.7x ref", func(a, r float64) bool { return a <= 0.7*r }))
+	b.compare(fmt.Sprintf(title, "monitor CPU total"), cx, cy, ms, nil)
+	rx, ry := col(2)
+	var g *goal // the limit needs the idle figure
+	if idle := b.idleRSS[0]; idle > 0 {
+		g = atMost(idle+0.5e6, fmt.Sprintf("<= idle + 0.5 MB = %s", mb(idle+0.5e6)))
+	}
+	b.compare(fmt.Sprintf(title, "RSS after the burst"), rx, ry, mb, g)
+	nx, ny := col(3)
+	b.compare(fmt.Sprintf(title, fmt.Sprintf("records (%d lines)", logLines)), nx, ny, count, nil)
+	return nil
+}
+
+// execFigure: CRI-O ExecSync of `true` into a container started with bare runc.
+func (b *bench) execFigure() error {
+	tpl, err := b.e.template("sleep", "sleep", "3600")
+	if err != nil {
+		return err
+	}
+	target, err := b.e.newRun(nil, tpl)
+	if err != nil {
+		return err
+	}
+	defer b.e.destroy(target)
+	if err := b.e.track(target); err != nil {
+		return err
+	}
+	if err := b.e.runcCmd(target, "run", "-d", "--bundle", target.bundle, target.id); err != nil {
+		return err
+	}
+	one := func(m *monitor) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, "")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(r.dir)
+			d, err := b.e.execSync(r, target)
+			return []float64{d.Seconds()}, err
+		}
+	}
+	s, errs := interleave(execPairs, one(b.mons[0]), one(b.mons[1]))
+	b.compare(fmt.Sprintf("exec-sync `true`, wall (%d pairs)", execPairs), med(s[0], errs[0], 0), med(s[1], errs[1], 0),
+		ms, relative("<= ref", func(a, r float64) bool { return a <= r }))
+	return nil
+}
+
+// lineFigure: one 1 MiB line, then the marker.
+func (b *bench) lineFigure() error {
+	tpl, err := b.e.template("line", "sh", "-c",
+		"head -c 1048576 /dev/zero | tr '\\000' x; echo; echo "+strings.TrimSuffix(marker, "\n")+"; exec sleep 600")
+	if err != nil {
+		return err
+	}
+	one := func(m *monitor) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, tpl)
+			if err != nil {
+				return nil, err
+			}
+			defer b.e.destroy(r)
+			if _, err := b.e.create(r); err != nil {
+				return nil, err
+			}
+			wall, _, err := b.burst(r, 30*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			n, err := records(r)
+			return []float64{wall.Seconds(), n}, err
+		}
+	}
+	s, errs := interleave(linePairs, one(b.mons[0]), one(b.mons[1]))
+	b.compare(fmt.Sprintf("one 1 MiB line, start -> logged (%d pairs)", linePairs), med(s[0], errs[0], 0), med(s[1], errs[1], 0), ms, nil)
+	b.compare("one 1 MiB line, records", med(s[0], errs[0], 1), med(s[1], errs[1], 1), count, nil)
+	return nil
+}
+
+// attachFigure: one client on the attach socket reading 100 MiB of output as fast as it can.
+func (b *bench) attachFigure() error {
+	tpl, err := b.e.template("attach", "sh", "-c", fmt.Sprintf("yes %s | head -c %d", line70, attachLen))
+	if err != nil {
+		return err
+	}
+	one := func(m *monitor) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, tpl)
+			if err != nil {
+				return nil, err
+			}
+			defer b.e.destroy(r)
+			if _, err := b.e.create(r); err != nil {
+				return nil, err
+			}
+			conn, err := dialAttach(filepath.Join(b.e.sockDir, r.id, "attach"))
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close()
+			conn.SetReadDeadline(time.Now().Add(120 * time.Second))
+			t0 := time.Now()
+			if err := b.e.runcCmd(r, "start", r.id); err != nil {
+				return nil, err
+			}
+			got, err := readAttach(conn, attachLen)
+			wall := time.Since(t0)
+			if got < attachLen {
+				return nil, fmt.Errorf("client got %d of %d bytes: %v", got, attachLen, err)
+			}
+			return []float64{float64(got) / (1 << 20) / wall.Seconds()}, nil
+		}
+	}
+	s, errs := interleave(attachPairs, one(b.mons[0]), one(b.mons[1]))
+	b.compare(fmt.Sprintf("attach, 100 MiB to one client (%d pairs)", attachPairs), med(s[0], errs[0], 0), med(s[1], errs[1], 0),
+		func(v float64) string { return fmt.Sprintf("%.0f MiB/s", v) }, nil)
+	return nil
+}
+
+// dialAttach connects to the attach socket; it exists once the pid was reported, but
+// allow the monitor a moment.
+func dialAttach(path string) (*net.UnixConn, error) {
+	var err error
+	for i := 0; i < 100; i++ {
+		var c *net.UnixConn
+		if c, err = net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"}); err == nil {
+			return c, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("attach %s: %w", path, err)
+}
+
+// readAttach reads frames (1 byte stream id + payload) until want payload bytes arrived
+// or the connection ends.
+func readAttach(c *net.UnixConn, want int) (int, error) {
+	buf := make([]byte, 8193)
+	got := 0
+	for got < want {
+		n, err := c.Read(buf)
+		if n > 1 {
+			got += n - 1
+		}
+		if err != nil {
+			return got, err
+		}
+		if n == 0 {
+			return got, errors.New("EOF")
+		}
+	}
+	return got, nil
+}
+
+func (b *bench) printTable() {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "figure\t%s\t%s\tratio\ttarget\tverdict\n", filepath.Base(b.mons[0].path)+" (monitor)",
+		filepath.Base(b.mons[1].path)+" (reference)")
+	for _, r := range b.rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, trunc(r.a), trunc(r.b), r.ratio, r.target, r.verdict)
+	}
+	w.Flush()
+}
+
+// errCell puts an error (runtime output may span lines) on one table line.
+func errCell(err error) string { return "error: " + strings.Join(strings.Fields(err.Error()), " ") }
+
+// trunc keeps error cells from widening the table beyond reason.
+func trunc(s string) string {
+	if len(s) > 90 {
+		return s[:87] + "..."
+	}
+	return s
+}

@@ -1,0 +1,161 @@
+package output
+
+// Engine-style sequences on top of the harness: create in podman/CRI-O style, podman exec
+// sessions with stdin or a terminal, and CRI-O ExecSync.
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// engineStyle selects the argv, sync transport and key of podman (API 1) or CRI-O (API 0).
+type engineStyle struct {
+	api1  bool
+	sync  transport
+	start transport
+}
+
+var (
+	podmanStyle = engineStyle{api1: true, sync: seqPacket, start: seqPacket}
+	crioStyle   = engineStyle{api1: false, sync: streamSock, start: streamSock}
+)
+
+// create starts a monitor for c in the engine's style and returns it with the first sync
+// message, which must carry a pid.
+func (e engineStyle) create(t *testing.T, c *container, extra ...string) *monitor {
+	t.Helper()
+	args, dir, key := c.crioArgs(extra...), c.bundle, "pid"
+	if e.api1 {
+		args, dir, key = c.podmanArgs(append([]string{"--persist-dir", c.persistDir}, extra...)...), c.dir, "data"
+	}
+	m := startMonitor(t, monitorSpec{args: args, sync: e.sync, start: e.start, dir: dir, pidCue: c.conmonPid, ctr: c})
+	if msg := m.launch(); msg.mustInt(t, key) <= 0 {
+		t.Fatalf("create failed: %q", msg.raw)
+	}
+	return m
+}
+
+// runToExit creates and starts c in CRI-O style with bin and returns the exit file content.
+func runToExit(t *testing.T, c *container, bin string, timeout time.Duration, extra ...string) string {
+	t.Helper()
+	m := startMonitor(t, monitorSpec{args: c.crioArgs(extra...), sync: streamSock, start: streamSock, dir: c.bundle, pidCue: c.conmonPid, bin: bin, ctr: c})
+	if msg := m.launch(); msg.mustInt(t, "pid") <= 0 {
+		t.Fatalf("sync %q", msg.raw)
+	}
+	c.start()
+	return string(waitFile(t, c.exitFile(), timeout, false))
+}
+
+// runningContainer creates and starts a container that waits until killed.
+func runningContainer(t *testing.T) *container {
+	t.Helper()
+	c := newContainer(t, bundleOpts{}, "sh", "-c", "echo ready; exec sleep 1000")
+	crioStyle.create(t, c)
+	c.start()
+	waitLog(t, c.logPath, "stdout", "ready\n", 10*time.Second)
+	return c
+}
+
+type execOpts struct {
+	tty   bool
+	stdin []byte // -i: written through the attach socket, then SHUT_WR
+}
+
+type execResult struct {
+	pid, status int
+	out, err    string
+	monitorPid  int // the daemonised exec monitor (from its -P file)
+}
+
+// podmanExec runs one podman 4.3.1 exec session (lifecycle.md §12.1) and returns its result.
+func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...string) execResult {
+	t.Helper()
+	dir := filepath.Join(c.bundle, session)
+	if err := os.MkdirAll(filepath.Join(dir, "exit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, "exec-process-1")
+	writeProcessSpec(t, spec, o.tty, args...)
+	conmonPid := filepath.Join(dir, "conmon.pid")
+	argv := []string{"--api-version", "1", "-c", c.id, "-u", session, "-r", runcPath, "-b", dir,
+		"-p", filepath.Join(dir, "exec_pid"), "-n", "e2e", "--exit-dir", filepath.Join(dir, "exit"),
+		"--full-attach", "-l", "none", "--log-level", "warning", "--runtime-arg", "--root=" + c.root,
+		"-e", "--exec-attach", "--exec-process-spec", spec, "-P", conmonPid}
+	if o.tty {
+		argv = append(argv, "-t")
+	}
+	if o.stdin != nil {
+		argv = append(argv, "-i")
+	}
+	m := startMonitor(t, monitorSpec{args: argv, sync: seqPacket, start: seqPacket, attach: true, dir: dir, pidCue: conmonPid})
+	m.writeStart()
+	if code := m.wait(10 * time.Second); code != 0 {
+		t.Fatalf("launcher exit %d; stderr %q", code, m.stderr.String())
+	}
+	if am, err := m.readAttachPipe(10 * time.Second); err != nil || am.raw != "{\"data\": 0}\n" {
+		t.Fatalf("attach pipe message %q (%v), want {\"data\": 0}", am.raw, err)
+	}
+	conn := dialPodman(t, dir)
+	r := newAttachReader(t, conn)
+	m.writeStart() // second byte: the runtime may run now
+	msg, err := m.readSync(10 * time.Second)
+	if err != nil {
+		t.Fatalf("sync pipe: %v", err)
+	}
+	res := execResult{pid: msg.mustInt(t, "data")}
+	if res.pid <= 0 {
+		t.Fatalf("exec failed: %q", msg.raw)
+	}
+	if o.stdin != nil {
+		if _, err := conn.Write(o.stdin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	r.readToEOF(10 * time.Second)
+	res.out, res.err = r.out.String(), r.err.String()
+	got := string(waitFile(t, filepath.Join(dir, "exit", c.id), 5*time.Second, false))
+	if res.status, err = strconv.Atoi(got); err != nil {
+		t.Fatalf("exec exit file %q", got)
+	}
+	if msg, err = m.readSync(10 * time.Second); err != nil || msg.mustInt(t, "data") != res.status {
+		t.Errorf("final sync %q (%v), exit file %d", msg.raw, err, res.status)
+	}
+	if res.monitorPid, err = readPidFile(conmonPid); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// execSync runs one CRI-O ExecSync (lifecycle.md §12.2): a plain sync pipe, a stream start
+// pipe unless legacy (CRI-O < 1.21 started the --sync monitor without one). It returns
+// the result message, the monitor's exit status and the log path.
+func execSync(t *testing.T, c *container, legacy bool, extra []string, args ...string) (syncMsg, int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "exec-process-1")
+	writeProcessSpec(t, spec, false, args...)
+	logPath := filepath.Join(dir, "crio-log-"+c.id)
+	argv := append([]string{"-c", c.id, "-n", "k8s_e2e", "-r", runcPath, "-p", filepath.Join(dir, "pidfile"), "-e",
+		"-l", logPath, "--socket-dir-path", c.sockDir, "--log-level", "info", "--sync"}, extra...)
+	argv = append(argv, "--exec-process-spec", spec, "--runtime-arg", "--root="+c.root)
+	start := streamSock
+	if legacy {
+		start = noPipe
+	}
+	m := startMonitor(t, monitorSpec{args: argv, sync: plainPipe, start: start, dir: dir})
+	if !legacy {
+		m.writeStart()
+	}
+	code := m.wait(30 * time.Second)
+	msg, err := m.readSync(5 * time.Second)
+	if err != nil {
+		t.Fatalf("ExecSync result: %v; monitor stderr %q", err, m.stderr.String())
+	}
+	return msg, code, logPath
+}

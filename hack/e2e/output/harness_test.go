@@ -1,0 +1,931 @@
+package output
+
+// The harness (copied from hack/e2e/direct, trimmed; the packages stay separate): finds or
+// builds the monitor, makes bundles, starts the monitor with the fds and environment an
+// engine passes, reads the pipes, waits for files, parses k8s-file logs and talks to the
+// attach socket and the ctl FIFO.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const refConmon = "/usr/bin/conmon"
+
+var (
+	monitorPath  string // binary under test
+	runcPath     string // absolute, as engines pass it
+	mkbundlePath string
+	sharedRootfs string // one read-only busybox rootfs for every bundle
+	skipReason   string // non-empty: every test skips with it
+	conmonGo     bool   // the binary's --version second line names conmon-go
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	flag.Parse()
+	// Most tests wait on runc and the kernel, not the CPU: unless -parallel was given,
+	// allow four at once (the default is GOMAXPROCS).
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "4")
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mkbundlePath = filepath.Join(root, "hack", "mkbundle.sh")
+	tmp, err := os.MkdirTemp("", "e2e-output-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+
+	switch {
+	case os.Geteuid() != 0:
+		skipReason = "needs root: the tests run runc containers"
+	default:
+		if runcPath, err = exec.LookPath("runc"); err != nil {
+			skipReason = "needs runc in PATH: " + err.Error()
+		} else if _, err = exec.LookPath("busybox"); err != nil {
+			skipReason = "needs busybox (busybox-static) in PATH: " + err.Error()
+		}
+	}
+	if skipReason != "" {
+		return m.Run()
+	}
+	if runcPath, err = filepath.Abs(runcPath); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	tmpl := filepath.Join(tmp, "template")
+	if out, err := exec.Command("sh", mkbundlePath, tmpl).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "mkbundle.sh: %v\n%s", err, out)
+		return 1
+	}
+	sharedRootfs = filepath.Join(tmpl, "rootfs")
+
+	monitorPath = os.Getenv("CONMON_BINARY")
+	if monitorPath == "" {
+		monitorPath = filepath.Join(tmp, "conmon-go")
+		cmd := exec.Command("go", "build", "-o", monitorPath, "./cmd/conmon-go")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build ./cmd/conmon-go (set CONMON_BINARY to test another monitor): %v\n%s", err, out)
+			return 1
+		}
+	}
+	out, err := exec.Command(monitorPath, "--version").Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s --version: %v\n", monitorPath, err)
+		return 1
+	}
+	lines := strings.Split(string(out), "\n")
+	conmonGo = len(lines) > 1 && strings.Contains(lines[1], "conmon-go")
+	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s)\n", monitorPath, strings.Join(lines, " "))
+	return m.Run()
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", fmt.Errorf("no go.mod above %s", dir)
+		}
+	}
+}
+
+// setup skips when the machine cannot run the tests; every test calls it first.
+func setup(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+// requireConmonGo skips tests of behaviour where conmon-go deliberately differs from
+// conmon 2.1.6 (spec tags [2.2.x], [main], [go]).
+func requireConmonGo(t *testing.T) {
+	t.Helper()
+	if !conmonGo {
+		t.Skipf("conmon-go behaviour: %s --version does not name conmon-go", monitorPath)
+	}
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// ---- bundles and containers ----
+
+type bundleOpts struct {
+	tty     bool
+	noPidNS bool // share the host pid namespace: the init process then dies from SIGTERM/SIGKILL it sends itself
+}
+
+// makeBundle runs hack/mkbundle.sh into dir (sharing the read-only rootfs) and applies opts.
+func makeBundle(t *testing.T, dir string, o bundleOpts, args ...string) {
+	t.Helper()
+	cmdArgs := []string{mkbundlePath}
+	if o.tty {
+		cmdArgs = append(cmdArgs, "-t")
+	}
+	cmdArgs = append(cmdArgs, dir)
+	cmdArgs = append(cmdArgs, args...)
+	cmd := exec.Command("sh", cmdArgs...)
+	cmd.Env = append(os.Environ(), "ROOTFS="+sharedRootfs)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mkbundle.sh %s: %v\n%s", dir, err, out)
+	}
+	if o.noPidNS {
+		editConfig(t, dir, func(cfg map[string]any) {
+			linux := cfg["linux"].(map[string]any)
+			var kept []any
+			for _, ns := range linux["namespaces"].([]any) {
+				if ns.(map[string]any)["type"] != "pid" {
+					kept = append(kept, ns)
+				}
+			}
+			linux["namespaces"] = kept
+		})
+	}
+}
+
+func editConfig(t *testing.T, bundle string, edit func(map[string]any)) {
+	t.Helper()
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	edit(cfg)
+	if data, err = json.MarshalIndent(cfg, "", "\t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// container is one test container and the paths an engine would give its monitor.
+type container struct {
+	t          *testing.T
+	id         string
+	dir        string // per-test temp dir
+	bundle     string
+	root       string // runc --root: tests never see each other's containers
+	exitDir    string
+	persistDir string
+	sockDir    string // short, so <sockDir>/<id>/attach fits into sun_path
+	logPath    string
+	pidFile    string
+	conmonPid  string
+}
+
+func newContainer(t *testing.T, o bundleOpts, args ...string) *container {
+	t.Helper()
+	dir := t.TempDir()
+	return newContainerIn(t, dir, filepath.Join(dir, "bundle"), o, args...)
+}
+
+func newContainerIn(t *testing.T, dir, bundle string, o bundleOpts, args ...string) *container {
+	t.Helper()
+	sockDir, err := os.MkdirTemp("", "sd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &container{
+		t: t, id: newID(), dir: dir, bundle: bundle,
+		root:       filepath.Join(dir, "runc"),
+		exitDir:    filepath.Join(dir, "exits"),
+		persistDir: filepath.Join(dir, "persist"),
+		sockDir:    sockDir,
+		logPath:    filepath.Join(dir, "ctr.log"),
+		pidFile:    filepath.Join(dir, "pidfile"),
+		conmonPid:  filepath.Join(dir, "conmon.pid"),
+	}
+	for _, d := range []string{c.root, c.exitDir, c.persistDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	makeBundle(t, bundle, o, args...)
+	t.Cleanup(func() {
+		_, _ = c.runc("delete", "--force", c.id)
+		_ = os.RemoveAll(sockDir)
+	})
+	return c
+}
+
+func (c *container) runc(args ...string) ([]byte, error) {
+	cmd := exec.Command(runcPath, append([]string{"--root", c.root}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("runc %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return out, nil
+}
+
+func (c *container) mustRunc(args ...string) {
+	c.t.Helper()
+	if _, err := c.runc(args...); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *container) start() { c.t.Helper(); c.mustRunc("start", c.id) }
+
+func (c *container) exitFile() string { return filepath.Join(c.exitDir, c.id) }
+
+// podmanArgs is podman 4.3.1's create argv (API 1), with a private runc root; an empty
+// logPath selects podman's journald driver.
+func (c *container) podmanArgs(extra ...string) []string {
+	logArg := "journald"
+	if c.logPath != "" {
+		logArg = "k8s-file:" + c.logPath
+	}
+	return append([]string{"--api-version", "1", "-c", c.id, "-u", c.id, "-r", runcPath,
+		"-b", c.bundle, "-p", c.pidFile, "-n", "e2e-" + c.id[:8], "--exit-dir", c.exitDir,
+		"--full-attach", "-l", logArg, "--log-level", "warning",
+		"--runtime-arg", "--root=" + c.root, "--conmon-pidfile", c.conmonPid}, extra...)
+}
+
+// crioArgs is CRI-O 1.36's CreateContainer argv (API 0), with a private runc root and socket dir.
+func (c *container) crioArgs(extra ...string) []string {
+	return append([]string{"-b", c.bundle, "-c", c.id, "--exit-dir", c.exitDir, "-l", c.logPath,
+		"--log-level", "info", "-n", "k8s_e2e_pod_ns_uid_0", "-P", c.conmonPid, "-p", c.pidFile,
+		"--persist-dir", c.persistDir, "-r", runcPath, "--runtime-arg", "--root=" + c.root,
+		"--socket-dir-path", c.sockDir, "--syslog", "-u", c.id}, extra...)
+}
+
+// ---- the monitor process ----
+
+type transport int
+
+const (
+	noPipe     transport = iota
+	seqPacket            // podman: AF_UNIX SOCK_SEQPACKET socketpair
+	streamSock           // CRI-O create: AF_UNIX SOCK_STREAM socketpair
+	plainPipe            // CRI-O ExecSync sync pipe: pipe(2)
+)
+
+type monitorSpec struct {
+	args   []string
+	sync   transport
+	start  transport
+	attach bool       // --exec-attach: SOCK_SEQPACKET attach pipe
+	dir    string     // cwd
+	pidCue string     // -P / --conmon-pidfile path, to find and clean up the daemon
+	bin    string     // "" = the monitor under test
+	ctr    *container // create monitors: deleted first at cleanup, so the monitor can end
+}
+
+type monitor struct {
+	t       *testing.T
+	spec    monitorSpec
+	cmd     *exec.Cmd
+	stdout  bytes.Buffer
+	stderr  bytes.Buffer
+	syncF   *os.File
+	syncDec *json.Decoder
+	startF  *os.File
+	attachF *os.File
+	done    chan struct{} // closed when the launcher (or the --sync monitor) was reaped
+	started time.Time
+}
+
+// ourEnd/childEnd: our end is non-blocking (deadlines through the poller), the child's is blocking.
+func fdPair(t *testing.T, kind transport) (ours, child *os.File) {
+	t.Helper()
+	if kind == plainPipe {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, w
+	}
+	typ := unix.SOCK_SEQPACKET
+	if kind == streamSock {
+		typ = unix.SOCK_STREAM
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fds[0]), "engine-end"), os.NewFile(uintptr(fds[1]), "monitor-end")
+}
+
+func startMonitor(t *testing.T, s monitorSpec) *monitor {
+	t.Helper()
+	if s.bin == "" {
+		s.bin = monitorPath
+	}
+	m := &monitor{t: t, spec: s, done: make(chan struct{})}
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = &m.stdout, &m.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	var childEnds []*os.File
+	add := func(kind transport, name string) *os.File {
+		ours, child := fdPair(t, kind)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
+		childEnds = append(childEnds, child)
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", name, 2+len(cmd.ExtraFiles)))
+		return ours
+	}
+	if s.sync != noPipe {
+		m.syncF = add(s.sync, "_OCI_SYNCPIPE")
+		if s.sync != seqPacket {
+			m.syncDec = json.NewDecoder(m.syncF)
+		}
+	}
+	if s.start != noPipe {
+		m.startF = add(s.start, "_OCI_STARTPIPE")
+	}
+	if s.attach {
+		m.attachF = add(seqPacket, "_OCI_ATTACHPIPE")
+	}
+	m.started = time.Now()
+	err := cmd.Start()
+	for _, f := range childEnds {
+		f.Close()
+	}
+	if err != nil {
+		t.Fatalf("start %s: %v", s.bin, err)
+	}
+	m.cmd = cmd
+	go func() { _ = cmd.Wait(); close(m.done) }()
+	t.Cleanup(m.cleanup)
+	return m
+}
+
+// cleanup ends what this test started and is still running: the launcher, then the daemon
+// named by the conmon pid file (after runc delete --force it should be ending by itself).
+func (m *monitor) cleanup() {
+	if m.spec.ctr != nil {
+		_, _ = m.spec.ctr.runc("delete", "--force", m.spec.ctr.id)
+	}
+	for _, f := range []*os.File{m.syncF, m.startF, m.attachF} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	select {
+	case <-m.done:
+	case <-time.After(5 * time.Second):
+		m.t.Errorf("monitor %d still running at the end of the test; killed", m.cmd.Process.Pid)
+		_ = m.cmd.Process.Kill()
+		<-m.done
+	}
+	if m.spec.pidCue == "" {
+		return
+	}
+	if pid, err := readPidFile(m.spec.pidCue); err == nil && pid != m.cmd.Process.Pid {
+		if !waitPidGone(pid, 5*time.Second) && isProcessOf(pid, m.spec.bin) {
+			m.t.Errorf("daemonised monitor %d still running at the end of the test; killed", pid)
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+func isProcessOf(pid int, bin string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return false
+	}
+	want, _ := filepath.EvalSymlinks(bin)
+	return exe == want || exe == bin
+}
+
+func (m *monitor) writeStart() {
+	m.t.Helper()
+	if _, err := m.startF.Write([]byte{0}); err != nil {
+		m.t.Fatalf("write start pipe: %v", err)
+	}
+}
+
+// wait waits for the launcher (or --sync monitor) to end and returns its exit status.
+func (m *monitor) wait(timeout time.Duration) int {
+	m.t.Helper()
+	select {
+	case <-m.done:
+	case <-time.After(timeout):
+		_ = m.cmd.Process.Kill()
+		<-m.done
+		m.t.Fatalf("monitor process %d did not exit (and release its stdout/stderr) within %v; stderr: %s",
+			m.cmd.Process.Pid, timeout, m.stderr.String())
+	}
+	return m.cmd.ProcessState.ExitCode()
+}
+
+// launch is the engine's create sequence up to the first sync message: start byte,
+// launcher exit 0, then the pid (or failure) message.
+func (m *monitor) launch() syncMsg {
+	m.t.Helper()
+	if m.startF != nil {
+		m.writeStart()
+	}
+	if code := m.wait(10 * time.Second); code != 0 {
+		m.t.Fatalf("launcher exit status %d, want 0; stdout %q stderr %q", code, m.stdout.String(), m.stderr.String())
+	}
+	msg, err := m.readSync(30 * time.Second)
+	if err != nil {
+		m.t.Fatalf("sync pipe: %v", err)
+	}
+	return msg
+}
+
+// syncMsg is one message of the sync or attach pipe.
+type syncMsg struct {
+	raw  string
+	keys map[string]json.RawMessage
+}
+
+func (s syncMsg) int(key string) (int, bool) {
+	v, ok := s.keys[key]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(string(v))
+	return n, err == nil
+}
+
+// mustInt returns the value of the only numeric key, which must be key.
+func (s syncMsg) mustInt(t *testing.T, key string) int {
+	t.Helper()
+	n, ok := s.int(key)
+	if !ok {
+		t.Fatalf("sync message %q has no integer %q", s.raw, key)
+	}
+	for k := range s.keys {
+		if k != key && k != "message" {
+			t.Fatalf("sync message %q has unexpected key %q", s.raw, k)
+		}
+	}
+	return n
+}
+
+func (m *monitor) readSync(timeout time.Duration) (syncMsg, error) {
+	return readMsg(m.syncF, m.syncDec, timeout)
+}
+
+func (m *monitor) readAttachPipe(timeout time.Duration) (syncMsg, error) {
+	return readMsg(m.attachF, nil, timeout)
+}
+
+// readMsg reads one datagram like podman (SEQPACKET: one message per write, at most 4096
+// bytes, ending in \n) or decodes one object like CRI-O (stream socket or pipe).
+func readMsg(f *os.File, dec *json.Decoder, timeout time.Duration) (syncMsg, error) {
+	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return syncMsg{}, err
+	}
+	var s syncMsg
+	if dec != nil {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return s, err
+		}
+		s.raw = string(raw)
+		return s, json.Unmarshal(raw, &s.keys)
+	}
+	buf := make([]byte, 65536)
+	n, err := f.Read(buf)
+	if err != nil {
+		return s, err
+	}
+	s.raw = string(buf[:n])
+	if n > 4096 || !strings.HasSuffix(s.raw, "\n") || strings.Count(s.raw, "\n") != 1 {
+		return s, fmt.Errorf("datagram %q: want one \\n-terminated message of at most 4096 bytes", s.raw)
+	}
+	return s, json.Unmarshal(buf[:n], &s.keys)
+}
+
+// ---- pids and files ----
+
+func readPidFile(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(string(data))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("pid file %s: content %q is not a positive decimal without whitespace", path, data)
+	}
+	return n, nil
+}
+
+// waitPidGone waits on a pidfd (works for non-children) until the process has exited.
+func waitPidGone(pid int, timeout time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return errors.Is(err, unix.ESRCH)
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			return false
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
+	}
+}
+
+// inotify is a watch on a few directories; events from one inotify fd are in kernel order.
+type inotify struct {
+	t    *testing.T
+	f    *os.File
+	dirs map[int32]string // watch descriptor -> directory
+}
+
+type fsEvent struct {
+	dir, name string
+	mask      uint32
+}
+
+const fileAppears = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_MODIFY
+
+func watchDirs(t *testing.T, dirs ...string) *inotify {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &inotify{t: t, f: os.NewFile(uintptr(fd), "inotify"), dirs: map[int32]string{}}
+	t.Cleanup(func() { w.f.Close() })
+	for _, d := range dirs {
+		wd, err := unix.InotifyAddWatch(fd, d, fileAppears)
+		if err != nil {
+			t.Fatalf("inotify %s: %v", d, err)
+		}
+		w.dirs[int32(wd)] = d
+	}
+	return w
+}
+
+// next returns the next batch of events, or an error at the deadline.
+func (w *inotify) next(deadline time.Time) ([]fsEvent, error) {
+	if err := w.f.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 64*1024)
+	n, err := w.f.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	var evs []fsEvent
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		// struct inotify_event: int32 wd, uint32 mask, uint32 cookie, uint32 len, name[len]
+		wd := int32(binary.NativeEndian.Uint32(buf[off:]))
+		mask := binary.NativeEndian.Uint32(buf[off+4:])
+		nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
+		name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+nameLen]), "\x00")
+		evs = append(evs, fsEvent{dir: w.dirs[wd], name: name, mask: mask})
+		off += unix.SizeofInotifyEvent + nameLen
+	}
+	return evs, nil
+}
+
+// waitFile waits (inotify, bounded) until path exists with non-empty content, or with
+// any content when allowEmpty, and returns it.
+func waitFile(t *testing.T, path string, timeout time.Duration, allowEmpty bool) []byte {
+	t.Helper()
+	w := watchDirs(t, filepath.Dir(path))
+	deadline := time.Now().Add(timeout)
+	for {
+		data, err := os.ReadFile(path)
+		if err == nil && (allowEmpty || len(data) > 0) {
+			return data
+		}
+		if _, err := w.next(deadline); err != nil {
+			t.Fatalf("waiting for %s: %v (gave up after %v)", path, err, timeout)
+		}
+	}
+}
+
+// ---- k8s-file logs ----
+
+type record struct {
+	ts, stream string
+	partial    bool
+	content    []byte // without the \n appended to P records
+}
+
+const tsLayout = "2006-01-02T15:04:05.000000000-07:00"
+
+// parseLog checks the record syntax of logging.md §2 and returns the records.
+func parseLog(t *testing.T, data []byte) []record {
+	t.Helper()
+	var recs []record
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			t.Fatalf("log ends without a newline: %q", trunc(data))
+		}
+		r, err := parseRecord(data[:i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+		data = data[i+1:]
+	}
+	return recs
+}
+
+// parseRecord parses one log line (without its final \n); content aliases line.
+func parseRecord(line []byte) (record, error) {
+	if len(line) < 44 || line[35] != ' ' || line[42] != ' ' || len(line) > 44 && line[44] != ' ' {
+		return record{}, fmt.Errorf("malformed log record %q", trunc(line))
+	}
+	ts := string(line[:35])
+	if _, err := time.Parse(tsLayout, ts); err != nil || strings.Contains(ts, "Z") {
+		return record{}, fmt.Errorf("record timestamp %q: %v", ts, err)
+	}
+	r := record{ts: ts, stream: string(line[36:42])}
+	if r.stream != "stdout" && r.stream != "stderr" {
+		return r, fmt.Errorf("record stream %q in %q", r.stream, trunc(line))
+	}
+	if len(line) == 44 {
+		return r, fmt.Errorf("record without the space after the tag: %q", line)
+	}
+	switch line[43] {
+	case 'P':
+		r.partial = true
+		r.content = line[45:]
+	case 'F':
+		r.content = append(line[45:len(line):len(line)], '\n')
+	default:
+		return r, fmt.Errorf("record tag %q in %q", line[43], trunc(line))
+	}
+	return r, nil
+}
+
+// scanLog parses a possibly huge log record by record without holding it in memory.
+func scanLog(t *testing.T, path string, fn func(r record)) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			t.Fatalf("%s: record longer than 1 MiB", path)
+		}
+		if err == io.EOF && len(line) == 0 {
+			return
+		}
+		if err != nil {
+			t.Fatalf("%s: %v (partial last line %q)", path, err, trunc(line))
+		}
+		r, perr := parseRecord(line[:len(line)-1])
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		fn(r)
+	}
+}
+
+func trunc(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "..."
+	}
+	return string(b)
+}
+
+// joined reassembles one stream from its P/F records.
+func joined(recs []record, stream string) []byte {
+	var out []byte
+	for _, r := range recs {
+		if r.stream == stream {
+			out = append(out, r.content...)
+		}
+	}
+	return out
+}
+
+// masked renders one stream's records with the timestamps masked, for golden comparisons.
+func masked(recs []record, stream string) string {
+	var b strings.Builder
+	for _, r := range recs {
+		if r.stream != stream {
+			continue
+		}
+		tag := "F"
+		if r.partial {
+			tag = "P"
+		}
+		fmt.Fprintf(&b, "TS %s %s %q\n", r.stream, tag, r.content)
+	}
+	return b.String()
+}
+
+func readLog(t *testing.T, path string) []record {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseLog(t, data)
+}
+
+// ---- attach socket and ctl ----
+
+// dialPodman connects like podman: O_PATH fd on <bundle>/attach, connect to /proc/self/fd/<n>.
+func dialPodman(t *testing.T, bundle string) *net.UnixConn {
+	t.Helper()
+	pfd, err := unix.Open(filepath.Join(bundle, "attach"), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open attach O_PATH: %v", err)
+	}
+	defer unix.Close(pfd)
+	sfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Connect(sfd, &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d", pfd)}); err != nil {
+		unix.Close(sfd)
+		t.Fatalf("connect attach socket: %v", err)
+	}
+	f := os.NewFile(uintptr(sfd), "attach")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UnixConn)
+}
+
+// dialCRIO connects like CRI-O: net.DialUnix("unixpacket", "<socket dir>/<cuuid>/attach").
+func dialCRIO(t *testing.T, path string) *net.UnixConn {
+	t.Helper()
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err != nil {
+		t.Fatalf("dial %s: %v", path, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// attachReader accumulates frames read from one attach connection.
+type attachReader struct {
+	t        *testing.T
+	c        *net.UnixConn
+	out, err bytes.Buffer
+	maxFrame int
+	eof      bool
+	buf      []byte
+}
+
+func newAttachReader(t *testing.T, c *net.UnixConn) *attachReader {
+	return &attachReader{t: t, c: c, buf: make([]byte, 65536)}
+}
+
+// readUntil reads frames until cond holds, EOF, or the timeout (a test failure).
+func (r *attachReader) readUntil(cond func() bool, timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	_ = r.c.SetReadDeadline(deadline)
+	for !cond() {
+		if r.eof {
+			r.t.Fatalf("attach stream ended; stdout %q stderr %q", trunc(r.out.Bytes()), trunc(r.err.Bytes()))
+		}
+		r.readFrame()
+	}
+}
+
+// readToEOF reads until the monitor closes the connection.
+func (r *attachReader) readToEOF(timeout time.Duration) {
+	r.t.Helper()
+	_ = r.c.SetReadDeadline(time.Now().Add(timeout))
+	for !r.eof {
+		r.readFrame()
+	}
+}
+
+func (r *attachReader) readFrame() {
+	r.t.Helper()
+	n, err := r.c.Read(r.buf)
+	if n == 0 && (err == nil || err == io.EOF || errors.Is(err, unix.ECONNRESET)) {
+		r.eof = true
+		return
+	}
+	if err != nil {
+		r.t.Fatalf("attach read: %v; so far stdout %q stderr %q", err, trunc(r.out.Bytes()), trunc(r.err.Bytes()))
+	}
+	if n > r.maxFrame {
+		r.maxFrame = n
+	}
+	switch r.buf[0] {
+	case 2:
+		r.out.Write(r.buf[1:n])
+	case 3:
+		r.err.Write(r.buf[1:n])
+	default:
+		r.t.Fatalf("attach frame with stream id %d", r.buf[0])
+	}
+}
+
+// writeCtl writes one line to <bundle>/ctl the way podman does (O_NONBLOCK open: a missing
+// reader is an error, not a hang).
+func writeCtl(t *testing.T, bundle, line string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(bundle, "ctl"), os.O_WRONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatalf("open ctl: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(line); err != nil {
+		t.Fatalf("write ctl: %v", err)
+	}
+}
+
+// ---- exec process specs ----
+
+func writeProcessSpec(t *testing.T, path string, tty bool, args ...string) {
+	t.Helper()
+	spec := map[string]any{
+		"terminal": tty,
+		"user":     map[string]any{"uid": 0, "gid": 0},
+		"args":     args,
+		"env":      []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
+		"cwd":      "/",
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitLog waits (inotify on the log directory, bounded) until the reassembled stream
+// contains want, and returns the records.
+func waitLog(t *testing.T, path, stream, want string, timeout time.Duration) []record {
+	t.Helper()
+	w := watchDirs(t, filepath.Dir(path))
+	deadline := time.Now().Add(timeout)
+	for {
+		if data, err := os.ReadFile(path); err == nil && bytes.HasSuffix(data, []byte("\n")) {
+			recs := parseLog(t, data)
+			if strings.Contains(string(joined(recs, stream)), want) {
+				return recs
+			}
+		}
+		if _, err := w.next(deadline); err != nil {
+			data, _ := os.ReadFile(path)
+			t.Fatalf("waiting for %q on %s in %s: %v; log: %q", want, stream, path, err, trunc(data))
+		}
+	}
+}

@@ -1,0 +1,130 @@
+package output
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/conmon-go/conmon-go/ptyio/journald/journaldtest"
+)
+
+// journalEntries polls journalctl (bounded) until it shows n entries of the container.
+func journalEntries(t *testing.T, cid string, n int) []map[string]string {
+	t.Helper()
+	jc, err := exec.LookPath("journalctl")
+	if err != nil {
+		t.Skip("needs journalctl")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command(jc, "-a", "-o", "json", "--no-pager", "CONTAINER_ID_FULL="+cid).Output()
+		if err != nil {
+			t.Fatalf("journalctl: %v", err)
+		}
+		var entries []map[string]string
+		sc := bufio.NewScanner(bytes.NewReader(out))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
+				t.Fatalf("journalctl output %q: %v", sc.Bytes(), err)
+			}
+			e := map[string]string{}
+			for k, v := range raw {
+				e[k] = jsonValue(v)
+			}
+			entries = append(entries, e)
+		}
+		if len(entries) >= n || time.Now().After(deadline) {
+			return entries
+		}
+		time.Sleep(100 * time.Millisecond) // journalctl has nothing to wait on
+	}
+}
+
+// jsonValue decodes a journalctl -o json value: a string, or an array of bytes for values
+// journalctl does not consider printable (a MESSAGE ending in \n).
+func jsonValue(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var b []byte
+	var ints []int
+	if json.Unmarshal(raw, &ints) == nil {
+		for _, i := range ints {
+			b = append(b, byte(i))
+		}
+	}
+	return string(b)
+}
+
+// The container's lines as journald entries: fields, priorities from the stream or a <N>
+// prefix, a partial line at exit; alone (podman -l journald) and next to k8s-file (CRI-O).
+func TestJournald(t *testing.T) {
+	setup(t)
+	t.Cleanup(journaldtest.Ensure(t))
+	const script = `echo out1; echo err1 >&2; echo '<3>prio3'; echo '<8>plain'; printf partial`
+	type want struct{ prio, partial string }
+	wants := map[string]want{"out1\n": {"6", ""}, "err1\n": {"3", ""}, "<8>plain\n": {"6", ""}, "partial": {"6", "true"}}
+	if conmonGo { // 2.2.0+: priority prefixes and labels
+		wants["prio3\n"] = want{"3", ""}
+	} else {
+		wants["<3>prio3\n"] = want{"6", ""}
+	}
+	for _, style := range []string{"podman-journald", "crio-both"} {
+		t.Run(style, func(t *testing.T) {
+			t.Parallel()
+			c := newContainer(t, bundleOpts{}, "sh", "-c", script)
+			extra := []string{"--log-tag", "mytag"}
+			if conmonGo {
+				extra = append(extra, "--log-label", "A=b")
+			}
+			name := "k8s_e2e_pod_ns_uid_0"
+			if style == "podman-journald" {
+				name = "e2e-" + c.id[:8]
+				c.logPath = "" // podmanArgs then passes -l journald
+				podmanStyle.create(t, c, extra...)
+			} else {
+				crioStyle.create(t, c, append(extra, "-l", "journald:")...)
+			}
+			c.start()
+			if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+				t.Fatalf("exit file %q", got)
+			}
+			entries := journalEntries(t, c.id, len(wants))
+			if len(entries) != len(wants) {
+				t.Fatalf("%d journal entries %v, want %d", len(entries), entries, len(wants))
+			}
+			for _, e := range entries {
+				w, ok := wants[e["MESSAGE"]]
+				if !ok {
+					t.Errorf("unexpected entry MESSAGE %q", e["MESSAGE"])
+					continue
+				}
+				if e["PRIORITY"] != w.prio || e["CONTAINER_PARTIAL_MESSAGE"] != w.partial {
+					t.Errorf("MESSAGE %q: PRIORITY %q partial %q, want %q %q", e["MESSAGE"], e["PRIORITY"], e["CONTAINER_PARTIAL_MESSAGE"], w.prio, w.partial)
+				}
+				fields := map[string]string{"CONTAINER_ID": c.id[:12], "CONTAINER_TAG": "mytag",
+					"SYSLOG_IDENTIFIER": "mytag", "CONTAINER_NAME": name}
+				if conmonGo {
+					fields["A"] = "b"
+				}
+				for k, v := range fields {
+					if e[k] != v {
+						t.Errorf("MESSAGE %q: %s=%q, want %q", e["MESSAGE"], k, e[k], v)
+					}
+				}
+			}
+			if style == "crio-both" {
+				recs := readLog(t, c.logPath)
+				if o, e := string(joined(recs, "stdout")), string(joined(recs, "stderr")); o != "out1\n<3>prio3\n<8>plain\npartial" || e != "err1\n" {
+					t.Errorf("k8s log stdout %q stderr %q: want the raw lines", o, e)
+				}
+			}
+		})
+	}
+}
