@@ -189,6 +189,13 @@ func daemonize(args []string, opts *cli.Options, log *diag.Logger) int {
 	handshakeFD := len(files) - 1
 	files[handshakeFD] = uintptr(hs[0])
 	env := append(os.Environ(), envDaemon+"="+strconv.Itoa(handshakeFD))
+	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok {
+		// One P: every P costs threads and memory in every monitor on a node, and the
+		// output path (one read-format-write loop per stream) never needs a second CPU.
+		// Set through the environment, the runtime starts with it; calling
+		// runtime.GOMAXPROCS later costs a stop-the-world and an extra thread.
+		env = append(env, "GOMAXPROCS=1", envOwnMaxProcs+"=1")
+	}
 	pid, err := syscall.ForkExec("/proc/self/exe", args, &syscall.ProcAttr{
 		Env:   env,
 		Files: files,

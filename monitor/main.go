@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -29,11 +28,10 @@ func init() {
 	// A monitor started through /proc/self/exe is named "exe"; engines and operators look
 	// for "conmon". PR_SET_NAME names the calling thread only, and init runs on the main
 	// thread, whose name is the process's comm.
+	// runtime.main keeps the main goroutine on the main thread while init functions run.
 	if _, ok := os.LookupEnv(envDaemon); !ok {
 		return
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	name := filepath.Base(os.Args[0])
 	if len(name) > 15 {
 		name = name[:15]
@@ -51,13 +49,12 @@ func Main(args []string) int {
 	}
 	signals := make(chan os.Signal, 32)
 	signal.Notify(signals, handledSignals...)
-	if _, ok := os.LookupEnv("GOMAXPROCS"); !ok {
-		// Every P costs threads and memory in every monitor on a node. The output path
-		// is one read-format-write loop per stream and never saturates a CPU.
-		runtime.GOMAXPROCS(1)
-	}
 	if v, ok := os.LookupEnv(envDaemon); ok {
 		os.Unsetenv(envDaemon)
+		if _, ok := os.LookupEnv(envOwnMaxProcs); ok {
+			os.Unsetenv(envOwnMaxProcs)
+			os.Unsetenv("GOMAXPROCS") // ours, not for the runtime or the exit command
+		}
 		return daemonMain(args, v, signals)
 	}
 	return launcherMain(args, signals)

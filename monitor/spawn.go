@@ -16,6 +16,8 @@ import (
 const (
 	envDaemon     = "_CONMON_GO_DAEMON"     // monitor started by the launcher; value: handshake fd
 	envTrampoline = "_CONMON_GO_TRAMPOLINE" // value "1": --replace-listen-pid, "0" otherwise
+	// envOwnMaxProcs says that GOMAXPROCS was set by the launcher for the monitor alone.
+	envOwnMaxProcs = "_CONMON_GO_GOMAXPROCS"
 )
 
 // spawner starts the monitor's children. Go cannot run code between fork and exec, so the

@@ -19,6 +19,11 @@ const (
 	ttyRetry = 100 * time.Millisecond
 	// Stop reads what is buffered; this bounds it against a writer that never pauses.
 	stopBound = time.Second
+	// A read of at least coalesceMin bytes means the container streams output: the pump
+	// waits coalesceDelay before the next read. Interactive output (smaller reads) is
+	// never delayed.
+	coalesceMin   = 16 << 10
+	coalesceDelay = time.Millisecond
 )
 
 // Pump modes.
@@ -144,6 +149,12 @@ func (p *Pump) run() {
 		if n > 0 {
 			now := time.Now()
 			p.deliver(p.buf[:n], now)
+			if mode == modeRun && n >= coalesceMin && n < len(p.buf) {
+				// A stream this busy is not interactive: let the pipe fill for a moment so
+				// the next read carries a full buffer. Waking up for every few KiB costs
+				// more CPU than formatting the output (scheduler and poller round trips).
+				time.Sleep(coalesceDelay)
+			}
 			switch mode {
 			case modeStop:
 				if now.UnixNano() > p.end.Load() {

@@ -165,3 +165,22 @@ func cpuModel(cpuinfo []byte) string {
 func mb(bytes float64) string   { return fmt.Sprintf("%.2f MB", bytes/1e6) }
 func ms(seconds float64) string { return fmt.Sprintf("%.1f ms", seconds*1e3) }
 func count(n float64) string    { return fmt.Sprintf("%.0f", n) }
+
+// writeLinesFile writes size bytes of 71-byte lines (70 characters and a newline).
+func writeLinesFile(path string, size int) error {
+	line := []byte(line70 + "\n")
+	buf := bytes.Repeat(line, (1<<20)/len(line)+1)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	for left := size; left > 0; {
+		n := min(left, len(buf))
+		if _, err := f.Write(buf[:n]); err != nil {
+			f.Close()
+			return err
+		}
+		left -= n
+	}
+	return f.Close()
+}
