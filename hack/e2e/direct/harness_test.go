@@ -275,11 +275,16 @@ func (c *container) start() { c.t.Helper(); c.mustRunc("start", c.id) }
 
 func (c *container) exitFile() string { return filepath.Join(c.exitDir, c.id) }
 
-// podmanArgs is podman 4.3.1's create argv (API 1), with a private runc root.
+// podmanArgs is podman 4.3.1's create argv (API 1), with a private runc root; an empty
+// logPath selects podman's journald driver.
 func (c *container) podmanArgs(extra ...string) []string {
+	logArg := "journald"
+	if c.logPath != "" {
+		logArg = "k8s-file:" + c.logPath
+	}
 	return append([]string{"--api-version", "1", "-c", c.id, "-u", c.id, "-r", runcPath,
 		"-b", c.bundle, "-p", c.pidFile, "-n", "e2e-" + c.id[:8], "--exit-dir", c.exitDir,
-		"--full-attach", "-l", "k8s-file:" + c.logPath, "--log-level", "warning",
+		"--full-attach", "-l", logArg, "--log-level", "warning",
 		"--runtime-arg", "--root=" + c.root, "--conmon-pidfile", c.conmonPid}, extra...)
 }
 

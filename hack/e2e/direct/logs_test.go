@@ -9,18 +9,6 @@ import (
 	"time"
 )
 
-// runToExit creates and starts c in CRI-O style and returns the exit file content.
-func runToExit(t *testing.T, c *container, bin string, timeout time.Duration) string {
-	t.Helper()
-	m := startMonitor(t, monitorSpec{args: c.crioArgs(), sync: streamSock, start: streamSock, dir: c.bundle, pidCue: c.conmonPid, bin: bin, ctr: c})
-	msg := m.launch()
-	if pid := msg.mustInt(t, "pid"); pid <= 0 {
-		t.Fatalf("sync %q", msg.raw)
-	}
-	c.start()
-	return string(waitFile(t, c.exitFile(), timeout, false))
-}
-
 // goldenScript writes newline-aligned output, so conmon's per-read records and
 // conmon-go's assembled lines must be byte-identical (logging.md §3.2).
 const goldenScript = `echo out1; echo err1 >&2; printf 'tab\there\n'; echo; printf 'utf8 \303\244 \001\n'; echo '  spaced  '; echo err2 >&2; seq 1 20; printf 'crlf\r\n' >&2; exit 4`

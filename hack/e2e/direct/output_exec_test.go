@@ -1,4 +1,4 @@
-package output
+package direct
 
 import (
 	"os"
@@ -14,7 +14,7 @@ func TestExecStdin(t *testing.T) {
 	t.Parallel()
 	c := runningContainer(t)
 	// -i: the client's bytes reach cat's stdin; its SHUT_WR closes it, so cat ends.
-	res := podmanExec(t, c, "stdin", execOpts{stdin: []byte("hello\nworld")}, "cat")
+	res := podmanExecOpts(t, c, "stdin", execOpts{stdin: []byte("hello\nworld")}, "cat")
 	if res.status != 0 || res.out != "hello\nworld" || res.err != "" {
 		t.Errorf("exec -i cat: status %d stdout %q stderr %q, want 0 %q", res.status, res.out, res.err, "hello\nworld")
 	}
@@ -24,7 +24,7 @@ func TestExecTTY(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	c := runningContainer(t)
-	res := podmanExec(t, c, "tty", execOpts{tty: true}, "sh", "-c", "echo a; echo b >&2; exit 2")
+	res := podmanExecOpts(t, c, "tty", execOpts{tty: true}, "sh", "-c", "echo a; echo b >&2; exit 2")
 	if res.status != 2 || res.out != "a\r\nb\r\n" || res.err != "" {
 		t.Errorf("exec -t: status %d stdout %q stderr %q, want 2, a\\r\\nb\\r\\n on stdout only", res.status, res.out, res.err)
 	}
@@ -35,7 +35,7 @@ func TestExecSync1MiB(t *testing.T) {
 	t.Parallel()
 	c := runningContainer(t)
 	const line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM" // + \n = 50 bytes
-	msg, code, logPath := execSync(t, c, false, []string{"--log-global-size-max", "16777216"},
+	msg, code, logPath := execSyncLog(t, c, false, []string{"--log-global-size-max", "16777216"},
 		"sh", "-c", "yes "+line+" | head -c 1048576")
 	if n := msg.mustInt(t, "exit_code"); n != 0 || code != 0 {
 		t.Errorf("result %q, monitor status %d", msg.raw, code)
@@ -72,7 +72,7 @@ func TestExecLoopLeavesNothing(t *testing.T) {
 	stateDir := filepath.Join(c.root, c.id)
 	fds, state := count(fdDir), count(stateDir)
 	for i := range 20 {
-		res := podmanExec(t, c, "s"+strconv.Itoa(i), execOpts{}, "true")
+		res := podmanExecOpts(t, c, "s"+strconv.Itoa(i), execOpts{}, "true")
 		if res.status != 0 {
 			t.Fatalf("exec %d: status %d", i, res.status)
 		}

@@ -1,4 +1,4 @@
-package output
+package direct
 
 import (
 	"bytes"
@@ -47,7 +47,7 @@ func TestLinePromptVisibleWhileRunning(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	c := newContainer(t, bundleOpts{}, "sh", "-c", `printf 'name? '; read x; echo "hi $x"`)
-	crioStyle.create(t, c, "-i")
+	crioStyle.createOK(t, c, "-i")
 	client := dialCRIO(t, c.sockDir+"/"+c.id+"/attach")
 	c.start()
 	started := time.Now()
@@ -81,7 +81,7 @@ func TestLineBinarySurvives(t *testing.T) {
 	copy(in[50_000:], "\xff\xfe\x00\r\n\xc3\x28\n")
 	in[len(in)-1] = 0x80
 	c := newContainer(t, bundleOpts{}, "cat")
-	crioStyle.create(t, c, "-i")
+	crioStyle.createOK(t, c, "-i")
 	client := dialCRIO(t, c.sockDir+"/"+c.id+"/attach")
 	c.start()
 	for p := in; len(p) > 0; {

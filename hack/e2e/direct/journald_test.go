@@ -1,4 +1,4 @@
-package output
+package direct
 
 import (
 	"bufio"
@@ -87,9 +87,9 @@ func TestJournald(t *testing.T) {
 			if style == "podman-journald" {
 				name = "e2e-" + c.id[:8]
 				c.logPath = "" // podmanArgs then passes -l journald
-				podmanStyle.create(t, c, extra...)
+				podmanStyle.createOK(t, c, extra...)
 			} else {
-				crioStyle.create(t, c, append(extra, "-l", "journald:")...)
+				crioStyle.createOK(t, c, append(extra, "-l", "journald:")...)
 			}
 			c.start()
 			if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {

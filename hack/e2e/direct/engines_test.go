@@ -1,4 +1,4 @@
-package output
+package direct
 
 // Engine-style sequences on top of the harness: create in podman/CRI-O style, podman exec
 // sessions with stdin or a terminal, and CRI-O ExecSync.
@@ -11,28 +11,12 @@ import (
 	"time"
 )
 
-// engineStyle selects the argv, sync transport and key of podman (API 1) or CRI-O (API 0).
-type engineStyle struct {
-	api1  bool
-	sync  transport
-	start transport
-}
-
-var (
-	podmanStyle = engineStyle{api1: true, sync: seqPacket, start: seqPacket}
-	crioStyle   = engineStyle{api1: false, sync: streamSock, start: streamSock}
-)
-
-// create starts a monitor for c in the engine's style and returns it with the first sync
-// message, which must carry a pid.
-func (e engineStyle) create(t *testing.T, c *container, extra ...string) *monitor {
+// createOK starts a monitor for c in the engine's style and checks that the first sync
+// message carries a pid.
+func (e engineStyle) createOK(t *testing.T, c *container, extra ...string) *monitor {
 	t.Helper()
-	args, dir, key := c.crioArgs(extra...), c.bundle, "pid"
-	if e.api1 {
-		args, dir, key = c.podmanArgs(append([]string{"--persist-dir", c.persistDir}, extra...)...), c.dir, "data"
-	}
-	m := startMonitor(t, monitorSpec{args: args, sync: e.sync, start: e.start, dir: dir, pidCue: c.conmonPid, ctr: c})
-	if msg := m.launch(); msg.mustInt(t, key) <= 0 {
+	m, msg := e.create(t, c, extra...)
+	if msg.mustInt(t, e.key()) <= 0 {
 		t.Fatalf("create failed: %q", msg.raw)
 	}
 	return m
@@ -49,29 +33,19 @@ func runToExit(t *testing.T, c *container, bin string, timeout time.Duration, ex
 	return string(waitFile(t, c.exitFile(), timeout, false))
 }
 
-// runningContainer creates and starts a container that waits until killed.
-func runningContainer(t *testing.T) *container {
-	t.Helper()
-	c := newContainer(t, bundleOpts{}, "sh", "-c", "echo ready; exec sleep 1000")
-	crioStyle.create(t, c)
-	c.start()
-	waitLog(t, c.logPath, "stdout", "ready\n", 10*time.Second)
-	return c
-}
-
 type execOpts struct {
 	tty   bool
 	stdin []byte // -i: written through the attach socket, then SHUT_WR
 }
 
-type execResult struct {
+type execOutcome struct {
 	pid, status int
 	out, err    string
 	monitorPid  int // the daemonised exec monitor (from its -P file)
 }
 
 // podmanExec runs one podman 4.3.1 exec session (lifecycle.md §12.1) and returns its result.
-func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...string) execResult {
+func podmanExecOpts(t *testing.T, c *container, session string, o execOpts, args ...string) execOutcome {
 	t.Helper()
 	dir := filepath.Join(c.bundle, session)
 	if err := os.MkdirAll(filepath.Join(dir, "exit"), 0o755); err != nil {
@@ -105,7 +79,7 @@ func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...
 	if err != nil {
 		t.Fatalf("sync pipe: %v", err)
 	}
-	res := execResult{pid: msg.mustInt(t, "data")}
+	res := execOutcome{pid: msg.mustInt(t, "data")}
 	if res.pid <= 0 {
 		t.Fatalf("exec failed: %q", msg.raw)
 	}
@@ -135,7 +109,7 @@ func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...
 // execSync runs one CRI-O ExecSync (lifecycle.md §12.2): a plain sync pipe, a stream start
 // pipe unless legacy (CRI-O < 1.21 started the --sync monitor without one). It returns
 // the result message, the monitor's exit status and the log path.
-func execSync(t *testing.T, c *container, legacy bool, extra []string, args ...string) (syncMsg, int, string) {
+func execSyncLog(t *testing.T, c *container, legacy bool, extra []string, args ...string) (syncMsg, int, string) {
 	t.Helper()
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "exec-process-1")

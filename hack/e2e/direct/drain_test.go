@@ -1,4 +1,4 @@
-package output
+package direct
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func TestDrainLateWriter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newContainer(t, bundleOpts{noPidNS: true}, "sh", "-c", tc.script)
-			crioStyle.create(t, c)
+			crioStyle.createOK(t, c)
 			c.start()
 			started := time.Now()
 			if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {

@@ -1,4 +1,4 @@
-package output
+package direct
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func TestClientNeverReads(t *testing.T) {
 	script := "yes " + line + " | head -c " + strconv.Itoa(total)
 	run := func(clients bool) (time.Duration, int64, error) {
 		c := newContainer(t, bundleOpts{}, "sh", "-c", script)
-		podmanStyle.create(t, c)
+		podmanStyle.createOK(t, c)
 		got := make(chan readResult, 1)
 		if clients {
 			if err := dialPodman(t, c.bundle).CloseWrite(); err != nil { // connected, never reads

@@ -1,4 +1,4 @@
-package output
+package direct
 
 import (
 	"os"
@@ -77,7 +77,7 @@ func TestLogGlobalSizeMaxExecSync(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	c := runningContainer(t)
-	msg, code, logPath := execSync(t, c, true, []string{"--log-global-size-max", "1000"}, "seq", "1", "1000")
+	msg, code, logPath := execSyncLog(t, c, true, []string{"--log-global-size-max", "1000"}, "seq", "1", "1000")
 	if n := msg.mustInt(t, "exit_code"); n != 0 || code != 0 {
 		t.Errorf("result %q, monitor status %d: want exit_code 0", msg.raw, code)
 	}
@@ -108,7 +108,7 @@ func TestLogReopenCreateEvent(t *testing.T) {
 			}
 			t.Parallel()
 			c := newContainer(t, bundleOpts{}, "sh", "-c", `while read l; do echo "$l"; done`)
-			crioStyle.create(t, c, append(extra, "-i")...)
+			crioStyle.createOK(t, c, append(extra, "-i")...)
 			client := dialCRIO(t, c.sockDir+"/"+c.id+"/attach")
 			c.start()
 			if _, err := client.Write([]byte("before\n")); err != nil {
