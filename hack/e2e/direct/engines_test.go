@@ -38,14 +38,14 @@ type execOpts struct {
 	stdin []byte // -i: written through the attach socket, then SHUT_WR
 }
 
-type execOutcome struct {
+type execResult struct {
 	pid, status int
 	out, err    string
 	monitorPid  int // the daemonised exec monitor (from its -P file)
 }
 
 // podmanExec runs one podman 4.3.1 exec session (lifecycle.md §12.1) and returns its result.
-func podmanExecOpts(t *testing.T, c *container, session string, o execOpts, args ...string) execOutcome {
+func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...string) execResult {
 	t.Helper()
 	dir := filepath.Join(c.bundle, session)
 	if err := os.MkdirAll(filepath.Join(dir, "exit"), 0o755); err != nil {
@@ -79,9 +79,12 @@ func podmanExecOpts(t *testing.T, c *container, session string, o execOpts, args
 	if err != nil {
 		t.Fatalf("sync pipe: %v", err)
 	}
-	res := execOutcome{pid: msg.mustInt(t, "data")}
+	res := execResult{pid: msg.mustInt(t, "data")}
 	if res.pid <= 0 {
 		t.Fatalf("exec failed: %q", msg.raw)
+	}
+	if want, err := readPidFile(filepath.Join(dir, "exec_pid")); err != nil || want != res.pid {
+		t.Errorf("exec pid %d, exec_pid file %d (%v)", res.pid, want, err)
 	}
 	if o.stdin != nil {
 		if _, err := conn.Write(o.stdin); err != nil {
@@ -106,7 +109,7 @@ func podmanExecOpts(t *testing.T, c *container, session string, o execOpts, args
 	return res
 }
 
-// execSync runs one CRI-O ExecSync (lifecycle.md §12.2): a plain sync pipe, a stream start
+// execSyncLog runs one CRI-O ExecSync (lifecycle.md §12.2): a plain sync pipe, a stream start
 // pipe unless legacy (CRI-O < 1.21 started the --sync monitor without one). It returns
 // the result message, the monitor's exit status and the log path.
 func execSyncLog(t *testing.T, c *container, legacy bool, extra []string, args ...string) (syncMsg, int, string) {

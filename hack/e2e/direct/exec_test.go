@@ -21,70 +21,6 @@ func runningContainer(t *testing.T) *container {
 	return c
 }
 
-type execResult struct {
-	pid, status int
-	out, err    string
-}
-
-// podmanExec runs one podman 4.3.1 exec session (lifecycle.md §12.1) and returns its result.
-func podmanExec(t *testing.T, c *container, session string, args ...string) execResult {
-	t.Helper()
-	dir := filepath.Join(c.bundle, session)
-	if err := os.MkdirAll(filepath.Join(dir, "exit"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	spec := filepath.Join(dir, "exec-process-1")
-	writeProcessSpec(t, spec, false, args...)
-	m := startMonitor(t, monitorSpec{args: []string{"--api-version", "1", "-c", c.id, "-u", session,
-		"-r", runcPath, "-b", dir, "-p", filepath.Join(dir, "exec_pid"), "-n", "e2e", "--exit-dir",
-		filepath.Join(dir, "exit"), "--full-attach", "-l", "none", "--log-level", "warning",
-		"--runtime-arg", "--root=" + c.root, "-e", "--exec-attach", "--exec-process-spec", spec},
-		sync: seqPacket, start: seqPacket, attach: true, dir: dir})
-	m.writeStart()
-	if code := m.wait(10 * time.Second); code != 0 {
-		t.Fatalf("launcher exit %d; stderr %q", code, m.stderr.String())
-	}
-	am, err := m.readAttachPipe(10 * time.Second)
-	if err != nil {
-		t.Fatalf("attach pipe: %v", err)
-	}
-	if n := am.mustInt(t, "data"); n != 0 || am.raw != "{\"data\": 0}\n" {
-		t.Fatalf("attach pipe message %q, want {\"data\": 0}", am.raw)
-	}
-	conn := dialPodman(t, dir)
-	if err := conn.CloseWrite(); err != nil { // no stdin
-		t.Fatal(err)
-	}
-	r := newAttachReader(t, conn)
-	m.writeStart() // second byte: the runtime may run now
-	msg, err := m.readSync(10 * time.Second)
-	if err != nil {
-		t.Fatalf("sync pipe: %v", err)
-	}
-	res := execResult{pid: msg.mustInt(t, "data")}
-	if res.pid <= 0 {
-		t.Fatalf("exec failed: %q", msg.raw)
-	}
-	if want, err := readPidFile(filepath.Join(dir, "exec_pid")); err != nil || want != res.pid {
-		t.Errorf("exec pid %d, exec_pid file %d (%v)", res.pid, want, err)
-	}
-	r.readToEOF(10 * time.Second)
-	res.out, res.err = r.out.String(), r.err.String()
-	// podman: after the stream ended, the exit file (named after the container) within 5 s.
-	got := string(waitFile(t, filepath.Join(dir, "exit", c.id), 5*time.Second, false))
-	if res.status, err = strconv.Atoi(got); err != nil {
-		t.Fatalf("exec exit file %q", got)
-	}
-	msg, err = m.readSync(10 * time.Second)
-	if err != nil {
-		t.Fatalf("final sync message: %v", err)
-	}
-	if n := msg.mustInt(t, "data"); n != res.status {
-		t.Errorf("final sync %q, exit file %d", msg.raw, res.status)
-	}
-	return res
-}
-
 func TestExecPodman(t *testing.T) {
 	setup(t)
 	t.Parallel()
@@ -99,7 +35,7 @@ func TestExecPodman(t *testing.T) {
 		{"kill -9 $$", 137, "", ""},
 	}
 	for i, tc := range cases {
-		res := podmanExec(t, c, "session"+strconv.Itoa(i), "sh", "-c", tc.script)
+		res := podmanExec(t, c, "session"+strconv.Itoa(i), execOpts{}, "sh", "-c", tc.script)
 		if res.status != tc.status || res.out != tc.out || res.err != tc.errTx {
 			t.Errorf("exec %q: status %d stdout %q stderr %q, want %d %q %q", tc.script, res.status, res.out, res.err, tc.status, tc.out, tc.errTx)
 		}

@@ -14,7 +14,7 @@ func TestExecStdin(t *testing.T) {
 	t.Parallel()
 	c := runningContainer(t)
 	// -i: the client's bytes reach cat's stdin; its SHUT_WR closes it, so cat ends.
-	res := podmanExecOpts(t, c, "stdin", execOpts{stdin: []byte("hello\nworld")}, "cat")
+	res := podmanExec(t, c, "stdin", execOpts{stdin: []byte("hello\nworld")}, "cat")
 	if res.status != 0 || res.out != "hello\nworld" || res.err != "" {
 		t.Errorf("exec -i cat: status %d stdout %q stderr %q, want 0 %q", res.status, res.out, res.err, "hello\nworld")
 	}
@@ -24,7 +24,7 @@ func TestExecTTY(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	c := runningContainer(t)
-	res := podmanExecOpts(t, c, "tty", execOpts{tty: true}, "sh", "-c", "echo a; echo b >&2; exit 2")
+	res := podmanExec(t, c, "tty", execOpts{tty: true}, "sh", "-c", "echo a; echo b >&2; exit 2")
 	if res.status != 2 || res.out != "a\r\nb\r\n" || res.err != "" {
 		t.Errorf("exec -t: status %d stdout %q stderr %q, want 2, a\\r\\nb\\r\\n on stdout only", res.status, res.out, res.err)
 	}
@@ -72,7 +72,7 @@ func TestExecLoopLeavesNothing(t *testing.T) {
 	stateDir := filepath.Join(c.root, c.id)
 	fds, state := count(fdDir), count(stateDir)
 	for i := range 20 {
-		res := podmanExecOpts(t, c, "s"+strconv.Itoa(i), execOpts{}, "true")
+		res := podmanExec(t, c, "s"+strconv.Itoa(i), execOpts{}, "true")
 		if res.status != 0 {
 			t.Fatalf("exec %d: status %d", i, res.status)
 		}
