@@ -17,7 +17,17 @@ import (
 // Write atomically replaces path with data: <path>.XXXXXX is created with O_EXCL and mode
 // 0666 (the umask applies, as for conmon's files), written, fsynced and renamed over path.
 // The temporary file never outlives a failure.
-func Write(path string, data []byte) error {
+func Write(path string, data []byte) error { return write(path, data, true) }
+
+// WritePid writes the conmon pid file: atomically like Write, but without the fsync. It
+// sits on the create path (the monitor starts once it exists), and a pid is meaningless
+// after a crash of the machine anyway.
+func WritePid(path string, pid int) error {
+	var buf [24]byte
+	return write(path, strconv.AppendInt(buf[:0], int64(pid), 10), false)
+}
+
+func write(path string, data []byte, sync bool) error {
 	tmp, fd, err := createTemp(path)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -31,7 +41,7 @@ func Write(path string, data []byte) error {
 		}
 		data = data[n:]
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = unix.Fsync(fd)
 	}
 	if cerr := unix.Close(fd); err == nil {

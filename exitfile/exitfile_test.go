@@ -94,3 +94,13 @@ func TestTouchKeepsContent(t *testing.T) {
 		t.Fatalf("Touch changed an existing file: %q", got)
 	}
 }
+
+func TestWritePid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "conmon.pid")
+	if err := WritePid(path, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "4242" {
+		t.Fatalf("pid file %q, %v; want 4242 without a newline", got, err)
+	}
+}

@@ -207,7 +207,7 @@ func daemonize(args []string, opts *cli.Options, log *diag.Logger) int {
 		return 1
 	}
 	if opts.ConmonPidfile != "" {
-		if err := exitfile.WriteInt(opts.ConmonPidfile, pid); err != nil {
+		if err := exitfile.WritePid(opts.ConmonPidfile, pid); err != nil {
 			unix.Kill(pid, unix.SIGKILL)
 			log.Errorf("Failed to write conmon pidfile: %s", describe(err))
 			return 1
