@@ -483,6 +483,20 @@ func records(r *run) (float64, error) {
 	return float64(n - 1), err
 }
 
+// createdRun makes a run of the template under m and creates its container; the caller
+// destroys it.
+func (b *bench) createdRun(m *monitor, tpl string) (*run, error) {
+	r, err := b.e.newRun(m, tpl)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.e.create(r); err != nil {
+		b.e.destroy(r)
+		return nil, err
+	}
+	return r, nil
+}
+
 // logFigure: 200 MiB of 71-byte lines into k8s-file. The lines come from a file in the
 // rootfs (page cache) through busybox cat, a producer much faster than either monitor, so
 // the figure measures the monitor and not `yes | head`.
@@ -497,14 +511,11 @@ func (b *bench) logFigure() error {
 	}
 	one := func(m *monitor) func() ([]float64, error) {
 		return func() ([]float64, error) {
-			r, err := b.e.newRun(m, tpl)
+			r, err := b.createdRun(m, tpl)
 			if err != nil {
 				return nil, err
 			}
 			defer b.e.destroy(r)
-			if _, err := b.e.create(r); err != nil {
-				return nil, err
-			}
 			wall, cpu, err := b.burst(r, 120*time.Second)
 			if err != nil {
 				return nil, err
@@ -584,14 +595,11 @@ func (b *bench) lineFigure() error {
 	}
 	one := func(m *monitor) func() ([]float64, error) {
 		return func() ([]float64, error) {
-			r, err := b.e.newRun(m, tpl)
+			r, err := b.createdRun(m, tpl)
 			if err != nil {
 				return nil, err
 			}
 			defer b.e.destroy(r)
-			if _, err := b.e.create(r); err != nil {
-				return nil, err
-			}
 			wall, _, err := b.burst(r, 30*time.Second)
 			if err != nil {
 				return nil, err
@@ -614,14 +622,11 @@ func (b *bench) attachFigure() error {
 	}
 	one := func(m *monitor) func() ([]float64, error) {
 		return func() ([]float64, error) {
-			r, err := b.e.newRun(m, tpl)
+			r, err := b.createdRun(m, tpl)
 			if err != nil {
 				return nil, err
 			}
 			defer b.e.destroy(r)
-			if _, err := b.e.create(r); err != nil {
-				return nil, err
-			}
 			conn, err := dialAttach(filepath.Join(b.e.sockDir, r.id, "attach"))
 			if err != nil {
 				return nil, err
