@@ -1,10 +1,6 @@
 package journald
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,59 +12,6 @@ import (
 	"github.com/conmon-go/conmon-go/ptyio/journald/journaldtest"
 	"github.com/conmon-go/conmon-go/ptyio/linebuf"
 )
-
-// jsonValue decodes a journalctl -o json value: a string, or an array of
-// bytes for values journalctl does not consider printable.
-func jsonValue(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var b []byte
-	var ints []int
-	if json.Unmarshal(raw, &ints) == nil {
-		for _, i := range ints {
-			b = append(b, byte(i))
-		}
-	}
-	return string(b)
-}
-
-// readJournal returns the entries of one container, waiting (bounded) until
-// journald has written want of them.
-func readJournal(t *testing.T, cid string, want int) []map[string]string {
-	t.Helper()
-	jc, err := exec.LookPath("journalctl")
-	if err != nil {
-		t.Skip("needs journalctl")
-	}
-	exec.Command(jc, "--sync").Run() // best effort; the loop below bounds the wait
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := exec.Command(jc, "-a", "-o", "json", "CONTAINER_ID_FULL="+cid).Output()
-		if err != nil {
-			t.Fatalf("journalctl: %v", err)
-		}
-		var entries []map[string]string
-		sc := bufio.NewScanner(bytes.NewReader(out))
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var raw map[string]json.RawMessage
-			if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
-				t.Fatalf("journalctl output: %v", err)
-			}
-			e := map[string]string{}
-			for k, v := range raw {
-				e[k] = jsonValue(v)
-			}
-			entries = append(entries, e)
-		}
-		if len(entries) >= want || time.Now().After(deadline) {
-			return entries
-		}
-		time.Sleep(50 * time.Millisecond) // journald offers no event for "entry written"
-	}
-}
 
 func TestRealJournald(t *testing.T) {
 	stop := journaldtest.Ensure(t)
@@ -92,7 +35,7 @@ func TestRealJournald(t *testing.T) {
 		t.Fatalf("%d entries dropped", w.dropped)
 	}
 
-	got := readJournal(t, cid, 5)
+	got := journaldtest.Entries(t, cid, 5)
 	want := []struct{ msg, prio, partial string }{
 		{"jout1\n", "6", ""}, {"notice\n", "5", ""}, {"jerr1\n", "3", ""}, {"part", "6", "true"}, {big, "6", ""},
 	}

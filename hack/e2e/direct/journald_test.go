@@ -1,66 +1,11 @@
 package direct
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/conmon-go/conmon-go/ptyio/journald/journaldtest"
 )
-
-// journalEntries polls journalctl (bounded) until it shows n entries of the container.
-func journalEntries(t *testing.T, cid string, n int) []map[string]string {
-	t.Helper()
-	jc, err := exec.LookPath("journalctl")
-	if err != nil {
-		t.Skip("needs journalctl")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := exec.Command(jc, "-a", "-o", "json", "--no-pager", "CONTAINER_ID_FULL="+cid).Output()
-		if err != nil {
-			t.Fatalf("journalctl: %v", err)
-		}
-		var entries []map[string]string
-		sc := bufio.NewScanner(bytes.NewReader(out))
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var raw map[string]json.RawMessage
-			if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
-				t.Fatalf("journalctl output %q: %v", sc.Bytes(), err)
-			}
-			e := map[string]string{}
-			for k, v := range raw {
-				e[k] = jsonValue(v)
-			}
-			entries = append(entries, e)
-		}
-		if len(entries) >= n || time.Now().After(deadline) {
-			return entries
-		}
-		time.Sleep(100 * time.Millisecond) // journalctl has nothing to wait on
-	}
-}
-
-// jsonValue decodes a journalctl -o json value: a string, or an array of bytes for values
-// journalctl does not consider printable (a MESSAGE ending in \n).
-func jsonValue(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var b []byte
-	var ints []int
-	if json.Unmarshal(raw, &ints) == nil {
-		for _, i := range ints {
-			b = append(b, byte(i))
-		}
-	}
-	return string(b)
-}
 
 // The container's lines as journald entries: fields, priorities from the stream or a <N>
 // prefix, a partial line at exit; alone (podman -l journald) and next to k8s-file (CRI-O).
@@ -95,7 +40,7 @@ func TestJournald(t *testing.T) {
 			if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
 				t.Fatalf("exit file %q", got)
 			}
-			entries := journalEntries(t, c.id, len(wants))
+			entries := journaldtest.Entries(t, c.id, len(wants))
 			if len(entries) != len(wants) {
 				t.Fatalf("%d journal entries %v, want %d", len(entries), entries, len(wants))
 			}

@@ -3,11 +3,8 @@ package podman
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -113,26 +110,6 @@ func TestLargeOutput(t *testing.T) {
 	}
 }
 
-// journalEntries returns the journal entries of one container, oldest first.
-func journalEntries(t *testing.T, id string) []map[string]any {
-	t.Helper()
-	out, err := exec.Command("journalctl", "--no-pager", "-a", "-o", "json", "CONTAINER_ID_FULL="+id).Output()
-	if err != nil {
-		t.Fatalf("journalctl: %v", err)
-	}
-	var entries []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var e map[string]any
-		if err := dec.Decode(&e); err == io.EOF {
-			return entries
-		} else if err != nil {
-			t.Fatalf("journalctl output: %v", err)
-		}
-		entries = append(entries, e)
-	}
-}
-
 // journald: podman reads CONTAINER_ID_FULL, PRIORITY 6/3 and CONTAINER_PARTIAL_MESSAGE
 // (logging.md §9.2); a 20 KiB line crosses every datagram and buffer bound.
 func TestLogDriverJournald(t *testing.T) {
@@ -152,8 +129,8 @@ func TestLogDriverJournald(t *testing.T) {
 
 	id := inspect(t, "journal-ctr", "{{.ID}}")
 	var sawOut, sawErr bool
-	for _, e := range journalEntries(t, id) {
-		msg, _ := e["MESSAGE"].(string)
+	for _, e := range journaldtest.Entries(t, id, 0) {
+		msg := e["MESSAGE"]
 		for field, want := range map[string]string{
 			"CONTAINER_ID": id[:12], "CONTAINER_NAME": "journal-ctr",
 			"CONTAINER_TAG": "jtag", "SYSLOG_IDENTIFIER": "jtag",

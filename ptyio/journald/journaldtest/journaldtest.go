@@ -19,6 +19,8 @@
 package journaldtest
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,4 +177,57 @@ func terminate() error {
 		}
 		return nil
 	}
+}
+
+// Entries returns the journal entries of one container (CONTAINER_ID_FULL=cid), oldest
+// first, with every value as a string. It polls journalctl, bounded, until want entries
+// are there: journald offers no event for "entry written". Skips without journalctl.
+func Entries(t testing.TB, cid string, want int) []map[string]string {
+	t.Helper()
+	jc, err := exec.LookPath("journalctl")
+	if err != nil {
+		t.Skip("needs journalctl")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command(jc, "--no-pager", "-a", "-o", "json", "CONTAINER_ID_FULL="+cid).Output()
+		if err != nil {
+			t.Fatalf("journalctl: %v", err)
+		}
+		var entries []map[string]string
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for dec.More() {
+			var raw map[string]json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				t.Fatalf("journalctl output: %v", err)
+			}
+			e := make(map[string]string, len(raw))
+			for k, v := range raw {
+				e[k] = jsonValue(v)
+			}
+			entries = append(entries, e)
+		}
+		if len(entries) >= want || time.Now().After(deadline) {
+			return entries
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// jsonValue decodes a journalctl -o json value: a string, or an array of bytes for values
+// journalctl does not consider printable (a MESSAGE ending in \n).
+func jsonValue(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var ints []int
+	if json.Unmarshal(raw, &ints) != nil {
+		return ""
+	}
+	b := make([]byte, len(ints))
+	for i, v := range ints {
+		b[i] = byte(v)
+	}
+	return string(b)
 }
