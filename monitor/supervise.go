@@ -30,15 +30,17 @@ func (m *monitor) superviseContainer(pid int) int {
 	m.pidfd = pidfd
 	m.mu.Unlock()
 
-	if !(opts.Exec && !opts.APIVersion) {
-		m.sync.send(m.syncKey(), pid, "")
-	}
+	// Watch for OOM kills before the pid is reported: the engine starts the container as
+	// soon as it has the pid, and a kill before the watch exists would go unseen.
 	if opts.PersistDir != "" || (opts.Bundle != "" && !opts.Exec) {
 		if w, err := oom.Watch(pid, m.markOOM, m.log); err != nil {
 			m.log.Debugf("OOM monitoring disabled: %v", err)
 		} else {
 			m.oomw = w
 		}
+	}
+	if !(opts.Exec && !opts.APIVersion) {
+		m.sync.send(m.syncKey(), pid, "")
 	}
 	pumps := m.startPumps()
 	if err := sdnotify.NotifyReady(os.Getpid()); err != nil {

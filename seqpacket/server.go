@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,8 +74,11 @@ type Server struct {
 	lrc      syscall.RawConn
 	acceptFn func(fd uintptr) bool
 	pendFn   func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
-	afd      int              // result of acceptFn
-	aerr     error            // result of acceptFn
+	// backlogChecked: the first Broadcast has accepted the clients that connected before
+	// any output; later clients attach to a running stream and race with it anyway.
+	backlogChecked atomic.Bool
+	afd            int   // result of acceptFn
+	aerr           error // result of acceptFn
 
 	mu         sync.Mutex // guards clients, started, closing
 	clients    [maxClients]*client
@@ -253,7 +257,8 @@ func (s *Server) addClient(fd int) {
 
 // acceptPending accepts the connections waiting in the listen backlog. podman connects and
 // starts the container right away; the first output must reach it even when the accept
-// goroutine has not run yet.
+// goroutine has not run yet. Only the first Broadcast calls it: one syscall, not one per
+// read.
 func (s *Server) acceptPending(fd uintptr) {
 	for {
 		// The raw call passes no address buffer: unix.Accept4's escapes to the heap, and
@@ -294,7 +299,7 @@ func (s *Server) Broadcast(stream ptyio.Stream, p []byte) {
 	if len(p) == 0 {
 		return
 	}
-	if s.lrc != nil {
+	if s.lrc != nil && s.backlogChecked.CompareAndSwap(false, true) {
 		s.lrc.Control(s.pendFn)
 	}
 	s.mu.Lock()

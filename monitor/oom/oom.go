@@ -51,6 +51,8 @@ type Watcher struct {
 
 	// v1
 	eventControl string // <cg>/cgroup.event_control, to tell removal from OOM
+	oomControl   string // <cg>/memory.oom_control, "" if it has no oom_kill counter
+	v1Kills      uint64 // its oom_kill counter when the watch started
 
 	// v2
 	events  string // <cg>/memory.events
@@ -142,6 +144,12 @@ func (w *Watcher) setupV1(cg string) error {
 	}
 	f := os.NewFile(uintptr(efd), "oom eventfd")
 	w.eventControl = cg + "/cgroup.event_control"
+	// Linux ≥ 4.13 counts kills in oom_control: a baseline lets Final see a kill that
+	// happened before the eventfd was registered (an exec or a restored process runs
+	// before its pid is known).
+	if n, ok := readOOMKills(ctlPath); ok {
+		w.oomControl, w.v1Kills = ctlPath, n
+	}
 	reg := strconv.Itoa(efd) + " " + strconv.Itoa(ctl)
 	if err := os.WriteFile(w.eventControl, []byte(reg), 0); err != nil {
 		// PREEMPT_RT kernels disable the interface: a warning, not a failure.
@@ -344,6 +352,33 @@ func (w *Watcher) Final() {
 	_ = w.rc.Control(func(fd uintptr) {
 		w.readEventfd(int(fd))
 	})
+	if w.oomControl != "" {
+		if n, ok := readOOMKills(w.oomControl); ok && n > w.v1Kills {
+			w.mu.Lock()
+			w.v1Kills = n
+			w.report()
+			w.mu.Unlock()
+		}
+	}
+}
+
+// readOOMKills returns the oom_kill counter of a v1 memory.oom_control file:
+//
+//	oom_kill_disable 0
+//	under_oom 0
+//	oom_kill 3
+func readOOMKills(path string) (uint64, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // Close stops the watch and releases its fd.

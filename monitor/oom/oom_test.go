@@ -323,3 +323,21 @@ func TestV1RealRemovalIsNotOOM(t *testing.T) {
 		}
 	}
 }
+
+func TestReadOOMKills(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "memory.oom_control")
+	for content, want := range map[string]uint64{
+		"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n": 3,
+		"oom_kill_disable 0\nunder_oom 1\noom_kill 0\n": 0,
+	} {
+		os.WriteFile(path, []byte(content), 0o644)
+		if n, ok := readOOMKills(path); !ok || n != want {
+			t.Errorf("readOOMKills(%q) = %d, %v; want %d", content, n, ok, want)
+		}
+	}
+	// Kernels before 4.13 have no counter: no baseline, the eventfd alone reports.
+	os.WriteFile(path, []byte("oom_kill_disable 0\nunder_oom 0\n"), 0o644)
+	if _, ok := readOOMKills(path); ok {
+		t.Error("a counter was found in an oom_control without oom_kill")
+	}
+}
