@@ -74,11 +74,12 @@ type Server struct {
 	lrc      syscall.RawConn
 	acceptFn func(fd uintptr) bool
 	pendFn   func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
-	// backlogChecked: the first Broadcast has accepted the clients that connected before
-	// any output; later clients attach to a running stream and race with it anyway.
-	backlogChecked atomic.Bool
-	afd            int   // result of acceptFn
-	aerr           error // result of acceptFn
+	// hadClient: a client was accepted. Until then every Broadcast first accepts what
+	// waits in the backlog (one accept4 returning EAGAIN, well under a microsecond per
+	// read); later clients attach to a running stream and race with it anyway.
+	hadClient atomic.Bool
+	afd       int   // result of acceptFn
+	aerr      error // result of acceptFn
 
 	mu         sync.Mutex // guards clients, started, closing
 	clients    [maxClients]*client
@@ -250,6 +251,7 @@ func (s *Server) addClient(fd int) {
 	}
 	s.clients[slot] = c
 	s.mu.Unlock()
+	s.hadClient.Store(true)
 	s.log.Debugf("Accepted console connection %d", fd)
 	go c.writeLoop()
 	go c.readLoop()
@@ -257,8 +259,7 @@ func (s *Server) addClient(fd int) {
 
 // acceptPending accepts the connections waiting in the listen backlog. podman connects and
 // starts the container right away; the first output must reach it even when the accept
-// goroutine has not run yet. Only the first Broadcast calls it: one syscall, not one per
-// read.
+// goroutine has not run yet.
 func (s *Server) acceptPending(fd uintptr) {
 	for {
 		// The raw call passes no address buffer: unix.Accept4's escapes to the heap, and
@@ -299,7 +300,7 @@ func (s *Server) Broadcast(stream ptyio.Stream, p []byte) {
 	if len(p) == 0 {
 		return
 	}
-	if s.lrc != nil && s.backlogChecked.CompareAndSwap(false, true) {
+	if s.lrc != nil && !s.hadClient.Load() {
 		s.lrc.Control(s.pendFn)
 	}
 	s.mu.Lock()

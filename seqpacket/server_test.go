@@ -740,6 +740,9 @@ func TestBacklogClientGetsFirstOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Shutdown(0); s.Remove() })
+	// Output before anybody connected (a runtime warning on the stderr pipe) must not end
+	// the backlog check.
+	s.Broadcast(ptyio.Stderr, []byte("early"))
 	fd := dial(t, bundle+"/attach") // Start was not called: nobody accepts
 	s.Broadcast(ptyio.Stdout, []byte("first"))
 	buf := make([]byte, maxFrame)
