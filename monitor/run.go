@@ -111,10 +111,7 @@ func (m *monitor) run() int {
 		if err != nil {
 			return m.fail(err.Error())
 		}
-		m.runtimePath, m.runtimeArgs = d.path, d.args
-		if d.recordDir != "" {
-			m.trustRecord = d.recordDir
-		}
+		m.runtimePath, m.runtimeArgs, m.trustRecord = d.path, d.args, d.recordDir
 	}
 	if opts.SdNotifySocket != "" && opts.Bundle != "" {
 		p, err := sdnotify.NewProxy(opts.Bundle, opts.SdNotifySocket, m.log)
