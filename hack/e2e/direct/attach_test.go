@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // podmanClient connects like `podman attach`; without stdin it half-closes at once.
@@ -258,7 +260,7 @@ func TestAttachSocketDirSymlink(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !waitPidGone(mon, 10*time.Second) {
+		if !e2eutil.WaitPidGone(mon, 10*time.Second) {
 			t.Fatal("monitor still running")
 		}
 		if _, err := os.Lstat(link); !os.IsNotExist(err) {

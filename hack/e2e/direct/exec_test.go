@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // runningContainer creates and starts a container that waits until killed.
@@ -125,7 +127,7 @@ func TestExecSyncTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if pid != initPid && !waitPidGone(pid, time.Second) {
+		if pid != initPid && !e2eutil.WaitPidGone(pid, time.Second) {
 			cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 			t.Errorf("process %d (%q) of the timed-out exec still alive", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}

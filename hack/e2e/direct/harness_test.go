@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 const refConmon = "/usr/bin/conmon"
@@ -52,7 +54,7 @@ func runMain(m *testing.M) int {
 	if !explicit {
 		_ = flag.Set("test.parallel", "4")
 	}
-	root, err := moduleRoot()
+	root, err := e2eutil.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -89,15 +91,9 @@ func runMain(m *testing.M) int {
 	}
 	sharedRootfs = filepath.Join(tmpl, "rootfs")
 
-	monitorPath = os.Getenv("CONMON_BINARY")
-	if monitorPath == "" {
-		monitorPath = filepath.Join(tmp, "conmon-go")
-		cmd := exec.Command("go", "build", "-o", monitorPath, "./cmd/conmon-go")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ./cmd/conmon-go (set CONMON_BINARY to test another monitor): %v\n%s", err, out)
-			return 1
-		}
+	if monitorPath, err = e2eutil.MonitorBinary(root, tmp); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	out, err := exec.Command(monitorPath, "--version").Output()
 	if err != nil {
@@ -108,21 +104,6 @@ func runMain(m *testing.M) int {
 	conmonGo = len(lines) > 1 && strings.Contains(lines[1], "conmon-go")
 	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s)\n", monitorPath, strings.Join(lines, " "))
 	return m.Run()
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d, nil
-		}
-		if d == filepath.Dir(d) {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-	}
 }
 
 // setup skips when the machine cannot run the tests; every test calls it first.
@@ -423,7 +404,7 @@ func (m *monitor) cleanup() {
 		return
 	}
 	if pid, err := readPidFile(m.spec.pidCue); err == nil && pid != m.cmd.Process.Pid {
-		if !waitPidGone(pid, 5*time.Second) && isProcessOf(pid, m.spec.bin) {
+		if !e2eutil.WaitPidGone(pid, 5*time.Second) && isProcessOf(pid, m.spec.bin) {
 			m.t.Errorf("daemonised monitor %d still running at the end of the test; killed", pid)
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
@@ -560,27 +541,6 @@ func readPidFile(path string) (int, error) {
 		return 0, fmt.Errorf("pid file %s: content %q is not a positive decimal without whitespace", path, data)
 	}
 	return n, nil
-}
-
-// waitPidGone waits on a pidfd (works for non-children) until the process has exited.
-func waitPidGone(pid int, timeout time.Duration) bool {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return errors.Is(err, unix.ESRCH)
-	}
-	defer unix.Close(fd)
-	deadline := time.Now().Add(timeout)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
-			return false
-		}
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
-		if err == unix.EINTR {
-			continue
-		}
-		return err == nil && n > 0
-	}
 }
 
 // inotify is a watch on a few directories; events from one inotify fd are in kernel order.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // engineStyle selects the argv, sync transport and key of podman (API 1) or CRI-O (API 0).
@@ -136,7 +138,7 @@ func TestCreateStartExitCodes(t *testing.T) {
 				if p, err := os.ReadFile(filepath.Join(c.persistDir, "exit")); err != nil || string(p) != tc.want {
 					t.Errorf("persist exit file %q (%v), want %q", p, err, tc.want)
 				}
-				if !waitPidGone(mon, 10*time.Second) {
+				if !e2eutil.WaitPidGone(mon, 10*time.Second) {
 					t.Fatalf("monitor %d still running 10 s after the exit file", mon)
 				}
 				if _, err := os.Stat(filepath.Join(c.bundle, "attach")); !os.IsNotExist(err) {
@@ -192,7 +194,7 @@ func TestCreateFailureNonexistent(t *testing.T) {
 				if args, err := os.ReadFile(out + ".args"); err != nil || string(args) != out+" a1 a 2\n" {
 					t.Errorf("exit command args %q (%v), want %q", args, err, out+" a1 a 2\n")
 				}
-				if !waitPidGone(mon, 10*time.Second) {
+				if !e2eutil.WaitPidGone(mon, 10*time.Second) {
 					t.Fatalf("monitor %d still running after the exit command", mon)
 				}
 				for _, f := range []string{c.exitFile(), filepath.Join(c.persistDir, "exit")} {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 func TestExecStdin(t *testing.T) {
@@ -76,7 +78,7 @@ func TestExecLoopLeavesNothing(t *testing.T) {
 		if res.status != 0 {
 			t.Fatalf("exec %d: status %d", i, res.status)
 		}
-		if !waitPidGone(res.monitorPid, 5*time.Second) {
+		if !e2eutil.WaitPidGone(res.monitorPid, 5*time.Second) {
 			t.Fatalf("exec %d: monitor %d still running after the exit file", i, res.monitorPid)
 		}
 	}

@@ -19,11 +19,13 @@ import (
 
 	"github.com/containerd/console"
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 const (
 	image          = "localhost/e2e-busybox:latest"
-	runcPath       = "/usr/sbin/runc"
+	runcPath       = e2eutil.RuncPath
 	defaultTimeout = 60 * time.Second
 )
 
@@ -96,7 +98,11 @@ func (s *suite) setup() error {
 	s.runroot = filepath.Join(dir, "runroot")
 	s.tmpdir = filepath.Join(dir, "tmp")
 	s.conf = filepath.Join(dir, "containers.conf")
-	if s.bin, err = monitorBinary(dir); err != nil {
+	root, err := e2eutil.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	if s.bin, err = e2eutil.MonitorBinary(root, dir); err != nil {
 		return err
 	}
 	out, err := exec.Command(s.bin, "--version").Output()
@@ -106,7 +112,7 @@ func (s *suite) setup() error {
 	s.version = string(out)
 	lines := strings.SplitN(s.version, "\n", 3)
 	s.isGo = len(lines) > 1 && strings.Contains(lines[1], "conmon-go")
-	if err := os.WriteFile(s.conf, []byte(containersConf(s.bin)), 0o644); err != nil {
+	if err := os.WriteFile(s.conf, []byte(e2eutil.ContainersConf(s.bin, "")), 0o644); err != nil {
 		return err
 	}
 	if err := s.importImage(); err != nil {
@@ -122,39 +128,6 @@ func (s *suite) setup() error {
 		return fmt.Errorf("podman uses conmon %q instead of %s: it rejected the --version output %q\n%s", got, s.bin, s.version, r)
 	}
 	return nil
-}
-
-// monitorBinary is $CONMON_BINARY, or ./cmd/conmon-go of this module built into dir.
-func monitorBinary(dir string) (string, error) {
-	if bin := os.Getenv("CONMON_BINARY"); bin != "" {
-		return filepath.Abs(bin)
-	}
-	bin := filepath.Join(dir, "conmon-go")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/conmon-go/conmon-go/cmd/conmon-go").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build ./cmd/conmon-go: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// containersConf isolates podman from the machine's configuration. conmon_path makes the
-// exit command (`podman container cleanup`, which gets no --conmon) probe the same binary.
-// The hard RLIMIT_NOFILE here is 20000, so podman's default ulimits must be lowered.
-func containersConf(bin string) string {
-	return `[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "none"
-log_driver = "k8s-file"
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-conmon_path = [` + strconv.Quote(bin) + `]
-
-[engine.runtimes]
-runc = [` + strconv.Quote(runcPath) + `]
-`
 }
 
 // importImage builds the busybox rootfs with hack/mkbundle.sh and imports it as the image,

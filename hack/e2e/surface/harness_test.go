@@ -19,9 +19,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
-const runcPath = "/usr/sbin/runc"
+const runcPath = e2eutil.RuncPath
 
 var (
 	monitorPath  string
@@ -63,15 +65,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	sharedRootfs = filepath.Join(tmpl, "rootfs")
-	if monitorPath = os.Getenv("CONMON_BINARY"); monitorPath == "" {
-		monitorPath = filepath.Join(tmpRoot, "conmon-go")
-		cmd := exec.Command("go", "build", "-o", monitorPath, "./cmd/conmon-go")
-		cmd.Dir = moduleDir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build ./cmd/conmon-go: %v\n%s", err, out)
-			return 1
-		}
-	} else if monitorPath, err = filepath.Abs(monitorPath); err != nil {
+	if monitorPath, err = e2eutil.MonitorBinary(moduleDir, tmpRoot); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

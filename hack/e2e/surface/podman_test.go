@@ -10,13 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 const podmanImage = "localhost/surface-busybox:latest"
@@ -60,20 +61,7 @@ func needPodman(t *testing.T) {
 
 func podmanSetup() error {
 	podmanDir = filepath.Join(tmpRoot, "podman")
-	conf := `[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "none"
-log_driver = "k8s-file"
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-conmon_path = [` + strconv.Quote(monitorPath) + `]
-
-[engine.runtimes]
-runc = [` + strconv.Quote(runcPath) + `]
-`
+	conf := e2eutil.ContainersConf(monitorPath, "")
 	if err := os.MkdirAll(podmanDir, 0o755); err != nil {
 		return err
 	}

@@ -21,9 +21,11 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
-const runcPath = "/usr/sbin/runc"
+const runcPath = e2eutil.RuncPath
 
 var (
 	binPath      string // monitor under test
@@ -61,17 +63,8 @@ func runMain(m *testing.M) int {
 		return fail(fmt.Errorf("mkbundle.sh: %v\n%s", err, out))
 	}
 	sharedRootfs = filepath.Join(tmpl, "rootfs")
-	if binPath = os.Getenv("CONMON_BINARY"); binPath != "" {
-		if binPath, err = filepath.Abs(binPath); err != nil {
-			return fail(err)
-		}
-	} else {
-		binPath = filepath.Join(tmp, "conmon-go")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/conmon-go")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fail(fmt.Errorf("go build ./cmd/conmon-go: %v\n%s", err, out))
-		}
+	if binPath, err = e2eutil.MonitorBinary(root, tmp); err != nil {
+		return fail(err)
 	}
 	dispatcher = filepath.Join(tmp, "bin", "conmon-go-runtime")
 	if err := os.Mkdir(filepath.Dir(dispatcher), 0o755); err != nil {
@@ -393,7 +386,7 @@ func (c *ctr) start() {
 func (c *ctr) waitExit() int {
 	c.w.t.Helper()
 	data := waitFile(c.w.t, filepath.Join(c.w.exits, c.id), 20*time.Second)
-	if pid, err := readPid(c.conmonPid); err == nil && !waitPidGone(pid, 10*time.Second) {
+	if pid, err := readPid(c.conmonPid); err == nil && !e2eutil.WaitPidGone(pid, 10*time.Second) {
 		c.w.t.Fatalf("monitor %d still running 10s after the exit file", pid)
 	}
 	n, err := strconv.Atoi(string(data))
@@ -412,7 +405,7 @@ func (c *ctr) kill() {
 
 func (c *ctr) cleanup() {
 	_, _ = c.w.runc(c.root, "delete", "--force", c.id)
-	if pid, err := readPid(c.conmonPid); err == nil && !waitPidGone(pid, 5*time.Second) {
+	if pid, err := readPid(c.conmonPid); err == nil && !e2eutil.WaitPidGone(pid, 5*time.Second) {
 		c.w.t.Errorf("monitor %d still running at the end of the test; killed", pid)
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
@@ -482,26 +475,6 @@ func readPid(path string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(string(data))
-}
-
-// waitPidGone waits on a pidfd until the process (not our child) has exited.
-func waitPidGone(pid int, timeout time.Duration) bool {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return errors.Is(err, unix.ESRCH)
-	}
-	defer unix.Close(fd)
-	deadline := time.Now().Add(timeout)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
-			return false
-		}
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
-		if err != unix.EINTR {
-			return err == nil && n > 0
-		}
-	}
 }
 
 // waitFile waits (inotify on the directory, bounded) until path exists and is not empty.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // pod is a private podman installation whose runtime is the dispatcher.
@@ -66,18 +68,8 @@ func podmanSetup(t *testing.T, useDispatcher bool) *pod {
 	writeWrapper(t, p.wrapper, p.wrapLog, "")
 	trustEnv := []string{"CONMON_GO_RUNTIME_TRUSTED=" + runcPath, "CONMON_GO_RUNTIME_UNTRUSTED=" + p.wrapper,
 		"CONMON_GO_TRUST_STATE_DIR=" + p.stateDir}
-	conf := `[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-netns = "none"
-log_driver = "k8s-file"
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-conmon_path = [` + strconv.Quote(binPath) + `]
-conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ` +
-		strconv.Quote(trustEnv[0]) + ", " + strconv.Quote(trustEnv[1]) + ", " + strconv.Quote(trustEnv[2]) + `]
-`
+	conf := e2eutil.ContainersConf(binPath, `conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", `+
+		strconv.Quote(trustEnv[0])+", "+strconv.Quote(trustEnv[1])+", "+strconv.Quote(trustEnv[2])+"]\n")
 	if err := os.WriteFile(p.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +201,7 @@ func (p *pod) removeContainers() {
 		}
 		p.t.Errorf("teardown: container %s left behind; deleted", c.ID)
 		_ = exec.Command(runcPath, "delete", "--force", c.ID).Run()
-		if pid, err := readPid(filepath.Join(p.runroot, p.driver+"-containers", c.ID, "userdata", "conmon.pid")); err == nil && !waitPidGone(pid, 5*time.Second) {
+		if pid, err := readPid(filepath.Join(p.runroot, p.driver+"-containers", c.ID, "userdata", "conmon.pid")); err == nil && !e2eutil.WaitPidGone(pid, 5*time.Second) {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 	}
@@ -299,7 +291,7 @@ func TestPodmanEnvFallbacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.must("rm", "-f", "-t", "0", id)
-		if !waitPidGone(pid, 10*time.Second) {
+		if !e2eutil.WaitPidGone(pid, 10*time.Second) {
 			t.Errorf("monitor %d still running after podman rm", pid)
 		}
 	}

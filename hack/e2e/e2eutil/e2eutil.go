@@ -1,0 +1,92 @@
+// Package e2eutil holds what the integration suites under hack/e2e share: the monitor
+// binary under test, a podman configuration that fits this machine, and a wait for a
+// process that is not the caller's child.
+package e2eutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// RuncPath is Debian's runc.
+const RuncPath = "/usr/sbin/runc"
+
+// MonitorBinary returns the absolute path of the monitor under test: $CONMON_BINARY, or
+// ./cmd/conmon-go of the module at root built into dir.
+func MonitorBinary(root, dir string) (string, error) {
+	if bin := os.Getenv("CONMON_BINARY"); bin != "" {
+		return filepath.Abs(bin)
+	}
+	bin := filepath.Join(dir, "conmon-go")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/conmon-go")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/conmon-go (set CONMON_BINARY to test another monitor): %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// WaitPidGone waits on a pidfd, which also works for processes that are not our
+// children, until pid has exited; false when timeout passed first.
+func WaitPidGone(pid int, timeout time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return errors.Is(err, unix.ESRCH)
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(timeout)
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			return false
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if err != unix.EINTR {
+			return err == nil && n > 0
+		}
+	}
+}
+
+// ContainersConf isolates podman from the machine's configuration: runc, cgroupfs (PID 1
+// is not systemd), file events, no network, and ulimits under this machine's hard
+// RLIMIT_NOFILE of 20000. conmon_path makes the exit command (`podman container cleanup`,
+// which gets no --conmon) use the same monitor. engineExtra is appended to [engine].
+func ContainersConf(monitor, engineExtra string) string {
+	return `[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+netns = "none"
+log_driver = "k8s-file"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+conmon_path = [` + strconv.Quote(monitor) + `]
+` + engineExtra + `
+[engine.runtimes]
+runc = [` + strconv.Quote(RuncPath) + `]
+`
+}
+
+// ModuleRoot is the directory of go.mod above the working directory (a test's package).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if d == filepath.Dir(d) {
+			return "", fmt.Errorf("no go.mod above %s", dir)
+		}
+	}
+}
