@@ -298,3 +298,21 @@ func TestCreateRuntimeFailsSilently(t *testing.T) {
 		})
 	}
 }
+
+// A setup failure before the runtime runs (here: --sdnotify-socket without the bundle's
+// notify/ directory) reaches the engine as -1 and a message instead of a bare EOF, no
+// container is created, and nothing the monitor made is left in the bundle.
+func TestSetupFailureReported(t *testing.T) {
+	setup(t)
+	requireConmonGo(t) // conmon exits 1 without a sync message
+	c := newContainer(t, bundleOpts{}, "true")
+	m := startMonitor(t, monitorSpec{args: c.podmanArgs("--sdnotify-socket", filepath.Join(c.dir, "host.sock")),
+		sync: seqPacket, start: seqPacket, dir: c.dir, pidCue: c.conmonPid})
+	msg := m.launch()
+	if n, _ := msg.int("data"); n != -1 || !strings.Contains(msg.message(), "notify") {
+		t.Fatalf("sync message %q, want -1 with the notify socket error", msg.raw)
+	}
+	if out, err := c.runc("state", c.id); err == nil {
+		t.Errorf("a container was created: %s", out)
+	}
+}
