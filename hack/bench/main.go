@@ -497,6 +497,31 @@ func (b *bench) createdRun(m *monitor, tpl string) (*run, error) {
 	return r, nil
 }
 
+// burstResult is one run of a workload that writes a burst and then its marker.
+type burstResult struct {
+	wall, cpu time.Duration // start -> marker logged; the monitor's CPU meanwhile
+	mem       memInfo       // the monitor right after the burst
+	records   float64       // log records before the marker
+}
+
+// burstSample runs the template under m until its marker is in the log.
+func (b *bench) burstSample(m *monitor, tpl string, timeout time.Duration) (burstResult, error) {
+	var x burstResult
+	r, err := b.createdRun(m, tpl)
+	if err != nil {
+		return x, err
+	}
+	defer b.e.destroy(r)
+	if x.wall, x.cpu, err = b.burst(r, timeout); err != nil {
+		return x, err
+	}
+	if x.mem, err = readMem(r.monPid); err != nil {
+		return x, err
+	}
+	x.records, err = records(r)
+	return x, err
+}
+
 // logFigure: 200 MiB of 71-byte lines into k8s-file. The lines come from a file in the
 // rootfs (page cache) through busybox cat, a producer much faster than either monitor, so
 // the figure measures the monitor and not `yes | head`.
@@ -511,21 +536,8 @@ func (b *bench) logFigure() error {
 	}
 	one := func(m *monitor) func() ([]float64, error) {
 		return func() ([]float64, error) {
-			r, err := b.createdRun(m, tpl)
-			if err != nil {
-				return nil, err
-			}
-			defer b.e.destroy(r)
-			wall, cpu, err := b.burst(r, 120*time.Second)
-			if err != nil {
-				return nil, err
-			}
-			mem, err := readMem(r.monPid)
-			if err != nil {
-				return nil, err
-			}
-			n, err := records(r)
-			return []float64{wall.Seconds(), cpu.Seconds(), float64(mem.RSS), n}, err
+			x, err := b.burstSample(m, tpl, 120*time.Second)
+			return []float64{x.wall.Seconds(), x.cpu.Seconds(), float64(x.mem.RSS), x.records}, err
 		}
 	}
 	s, errs := interleave(logPairs, one(b.mons[0]), one(b.mons[1]))
@@ -595,17 +607,8 @@ func (b *bench) lineFigure() error {
 	}
 	one := func(m *monitor) func() ([]float64, error) {
 		return func() ([]float64, error) {
-			r, err := b.createdRun(m, tpl)
-			if err != nil {
-				return nil, err
-			}
-			defer b.e.destroy(r)
-			wall, _, err := b.burst(r, 30*time.Second)
-			if err != nil {
-				return nil, err
-			}
-			n, err := records(r)
-			return []float64{wall.Seconds(), n}, err
+			x, err := b.burstSample(m, tpl, 30*time.Second)
+			return []float64{x.wall.Seconds(), x.records}, err
 		}
 	}
 	s, errs := interleave(linePairs, one(b.mons[0]), one(b.mons[1]))
