@@ -105,9 +105,10 @@ func (s *spawner) start(c child) (int, error) {
 
 // runLocked starts c with PDEATHSIG on a thread that stays locked until the child has been
 // reaped, and returns its wait status. started receives the pid (or the start error).
+// The thread stays locked: the caller's goroutine must end soon after, and Go then ends
+// the thread with it rather than keeping it idle for the rest of the monitor's life.
 func (s *spawner) runLocked(c child, started func(pid int, err error)) (unix.WaitStatus, error) {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	c.pdeathsig = true
 	pid, err := s.start(c)
 	started(pid, err)
@@ -115,6 +116,21 @@ func (s *spawner) runLocked(c child, started func(pid int, err error)) (unix.Wai
 		return 0, err
 	}
 	return <-s.reaper.wait(pid), nil
+}
+
+// retireThread ends one idle thread. Go never ends an idle thread, only the thread of a
+// goroutine that exits while locked to it. When the container runs, setup's blocking
+// calls have left a spare thread next to the one that runs goroutines, sysmon, and the
+// three os/signal keeps (its mask thread, the template thread, the receiver); without
+// the spare an idle monitor has five. (Were the goroutine to land on the main thread,
+// Go would park that thread instead: no harm, no gain.)
+func retireThread() {
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		close(done)
+	}()
+	<-done
 }
 
 // trampolineMain runs in the process started by start when LISTEN_PID is set: argv[1] is

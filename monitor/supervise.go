@@ -54,6 +54,7 @@ func (m *monitor) superviseContainer(pid int) int {
 		timeout = t.C
 	}
 	gone := watchPidfd(pidfd)
+	retireThread() // setup is over; from here on the monitor mostly waits
 	status := 0
 	timedOut := false
 	select {
