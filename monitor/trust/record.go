@@ -1,17 +1,18 @@
 package trust
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
 
-// Record is one decision as stored in <dir>/<cid>.trust (§6).
+// Record is one decision as stored in <dir>/<cid>.trust (§6): one JSON object on one
+// line. The tags name the members; appendJSON and parseRecord (and encoding/json, in the
+// tests) follow them.
 type Record struct {
 	CID           string `json:"cid"`
 	SandboxID     string `json:"sandbox_id"`
@@ -21,6 +22,64 @@ type Record struct {
 	Runtime       string `json:"runtime"`
 	UntrustedArgs bool   `json:"untrusted_args"` // --runtime-untrusted-arg applies
 	Reason        string `json:"reason"`
+}
+
+// member is one member of a record's JSON object and the field that holds it.
+type member struct {
+	name    string
+	str     *string // a string member, or
+	boolean *bool   // a boolean one
+}
+
+// members lists rec's members in the order they are written.
+func (rec *Record) members() []member {
+	return []member{
+		{name: "cid", str: &rec.CID},
+		{name: "sandbox_id", str: &rec.SandboxID},
+		{name: "container_type", str: &rec.ContainerType},
+		{name: "trusted", boolean: &rec.Trusted},
+		{name: "privileged", boolean: &rec.Privileged},
+		{name: "runtime", str: &rec.Runtime},
+		{name: "untrusted_args", boolean: &rec.UntrustedArgs},
+		{name: "reason", str: &rec.Reason},
+	}
+}
+
+// appendJSON appends the record's line.
+func (rec Record) appendJSON(b []byte) []byte {
+	sep := byte('{')
+	for _, m := range rec.members() {
+		b = append(append(b, sep, '"'), m.name...)
+		b = append(b, '"', ':')
+		if m.str != nil {
+			b = appendJSONString(b, *m.str)
+		} else {
+			b = strconv.AppendBool(b, *m.boolean)
+		}
+		sep = ','
+	}
+	return append(b, "}\n"...)
+}
+
+// parseRecord decodes a record line as encoding/json would into Record.
+func parseRecord(data []byte) (Record, error) {
+	var rec Record
+	members := rec.members()
+	err := readDocument(data, func(r *jsonReader) error {
+		return r.structObject(func(key string) error {
+			for _, m := range members {
+				switch {
+				case !strings.EqualFold(key, m.name):
+				case m.str != nil:
+					return r.stringField(m.str, m.name)
+				default:
+					return r.boolField(m.boolean, m.name)
+				}
+			}
+			return r.skipValue()
+		}, "trust record")
+	})
+	return rec, err
 }
 
 // InsecureDirError: the record directory could be written by someone other than root or
@@ -80,22 +139,17 @@ func WriteRecord(dir string, d Decision) error {
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf) // Encode ends the object with the line's newline
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(Record{
+	line := Record{
 		CID: d.CID, SandboxID: d.SandboxID, ContainerType: d.ContainerType,
 		Trusted: d.Trusted, Privileged: d.Privileged, Runtime: d.Runtime,
 		UntrustedArgs: d.UseUntrusted, Reason: d.LogText(),
-	}); err != nil {
-		return fmt.Errorf("write trust record %s: %w", path, err)
-	}
+	}.appendJSON(nil)
 	f, err := os.CreateTemp(dir, "."+d.CID+".trust.")
 	if err != nil {
 		return fmt.Errorf("write trust record: %w", err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(buf.Bytes())
+	_, err = f.Write(line)
 	if err == nil {
 		err = f.Chmod(0o644) // CreateTemp creates 0600
 	}
@@ -127,8 +181,8 @@ func ReadRecord(dir, id string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	var r Record
-	if err := json.Unmarshal(data, &r); err != nil {
+	r, err := parseRecord(data)
+	if err != nil {
 		return Record{}, &BadRecordError{Path: path, Err: err}
 	}
 	if r.CID != id || r.Runtime == "" {

@@ -5,7 +5,6 @@
 package trust
 
 import (
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -60,16 +59,122 @@ func (d Decision) LogText() string {
 	return d.Reason
 }
 
-// ociConfig holds the only parts of config.json the decision reads; decoding into it
-// rather than the full runtime-spec types skips everything else in the document.
+// ociConfig holds the only parts of config.json the decision reads: what encoding/json
+// would leave in a struct with just "annotations" (map[string]string) and
+// "linux" (*struct{ namespaces []struct{ type, path string } }).
 type ociConfig struct {
-	Annotations map[string]string `json:"annotations"`
-	Linux       *struct {
-		Namespaces []struct {
-			Type string `json:"type"`
-			Path string `json:"path"`
-		} `json:"namespaces"`
-	} `json:"linux"`
+	annotations map[string]string
+	linux       bool     // a "linux" object was decoded
+	namespaces  []string // linux.namespaces[].type
+}
+
+func parseConfig(data []byte) (*ociConfig, error) {
+	cfg := new(ociConfig)
+	err := readDocument(data, func(r *jsonReader) error {
+		return r.structObject(func(key string) error {
+			switch {
+			case strings.EqualFold(key, "annotations"):
+				return cfg.readAnnotations(r)
+			case strings.EqualFold(key, "linux"):
+				return cfg.readLinux(r)
+			}
+			return r.skipValue()
+		}, "config.json")
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// readAnnotations decodes like a map: null clears it, an object adds to it.
+func (c *ociConfig) readAnnotations(r *jsonReader) error {
+	first, err := r.peek()
+	if err != nil {
+		return err
+	}
+	switch first {
+	case 'n':
+		c.annotations = nil
+		return r.literal("null")
+	case '{':
+		if c.annotations == nil {
+			c.annotations = make(map[string]string)
+		}
+		return r.object(func(key string) error {
+			value := ""
+			if err := r.stringField(&value, "annotations value"); err != nil {
+				return err
+			}
+			c.annotations[key] = value
+			return nil
+		})
+	}
+	return r.mismatch("annotations (an object)")
+}
+
+// readLinux decodes like a pointer to a struct: null drops it, an object decodes into
+// the existing one.
+func (c *ociConfig) readLinux(r *jsonReader) error {
+	first, err := r.peek()
+	if err != nil {
+		return err
+	}
+	if first == 'n' {
+		c.linux, c.namespaces = false, nil
+		return r.literal("null")
+	}
+	if !c.linux {
+		c.linux, c.namespaces = true, nil
+	}
+	return r.structObject(func(key string) error {
+		if strings.EqualFold(key, "namespaces") {
+			return c.readNamespaces(r)
+		}
+		return r.skipValue()
+	}, "linux")
+}
+
+// readNamespaces decodes like a slice of structs: elements are decoded into the existing
+// backing array (encoding/json does not clear them), the length follows the array.
+func (c *ociConfig) readNamespaces(r *jsonReader) error {
+	first, err := r.peek()
+	if err != nil {
+		return err
+	}
+	switch first {
+	case 'n':
+		c.namespaces = nil
+		return r.literal("null")
+	case '[':
+		ns := c.namespaces
+		i := 0
+		err := r.array(func() error {
+			if i >= cap(ns) {
+				ns = append(ns, "")
+			} else if i >= len(ns) {
+				ns = ns[:i+1]
+			}
+			elem := &ns[i]
+			i++
+			return r.structObject(func(key string) error {
+				switch {
+				case strings.EqualFold(key, "type"):
+					return r.stringField(elem, "namespace type")
+				case strings.EqualFold(key, "path"):
+					var path string
+					return r.stringField(&path, "namespace path")
+				}
+				return r.skipValue()
+			}, "namespace")
+		})
+		if i == 0 {
+			ns = []string{}
+		}
+		c.namespaces = ns[:i]
+		return err
+	}
+	return r.mismatch("linux.namespaces (an array)")
 }
 
 // Decide makes the create/restore decision of §4.1–§4.4 for the bundle's config.json.
@@ -84,7 +189,7 @@ func Decide(s Settings, bundle, cid string) (Decision, error) {
 	if err != nil {
 		return Decision{}, errors.New("Cannot select runtime: " + path + ": " + err.Error())
 	}
-	ann := cfg.Annotations
+	ann := cfg.annotations
 	d := Decision{CID: cid, SandboxID: ann[annotations.SandboxID], ContainerType: ann[annotations.ContainerType]}
 
 	var reasons []string
@@ -204,21 +309,17 @@ func readConfig(path string) (*ociConfig, error) {
 		}
 		return nil, err
 	}
-	cfg := new(ociConfig)
-	if err := json.Unmarshal(data, cfg); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return parseConfig(data)
 }
 
 // hasNamespace reports whether the container gets its own (or the pod's, with a path)
 // namespace of type ns; without one it shares the host's.
 func (c *ociConfig) hasNamespace(ns string) bool {
-	if c.Linux == nil {
+	if !c.linux {
 		return false
 	}
-	for _, n := range c.Linux.Namespaces {
-		if n.Type == ns {
+	for _, t := range c.namespaces {
+		if t == ns {
 			return true
 		}
 	}
