@@ -42,6 +42,12 @@ func (m *monitor) superviseContainer(pid int) int {
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
 	}
+	// Spare threads go once the pid is out (off the create path): before the pumps start
+	// and again once they run. An exec is short-lived and keeps them.
+	retire := !opts.Exec
+	if retire {
+		retireSpareThreads()
+	}
 	pumps := m.startPumps()
 	if err := sdnotify.NotifyReady(os.Getpid()); err != nil {
 		m.log.Debugf("sd_notify: %v", err)
@@ -54,7 +60,9 @@ func (m *monitor) superviseContainer(pid int) int {
 		timeout = t.C
 	}
 	gone := watchPidfd(pidfd)
-	retireThread() // setup is over; from here on the monitor mostly waits
+	if retire {
+		retireSpareThreads()
+	}
 	status := 0
 	timedOut := false
 	select {
