@@ -73,6 +73,9 @@ type Writer struct {
 	file, global int64    // bytes in the current file / written by this monitor
 	mid          [2]bool  // the stream's line has begun (a P record was accepted)
 	lineCost     [2]int64 // bytes of that begun line in the current file
+	fileMid      [2]bool  // the file's last record of the stream is a P record
+	inBatch      [2]bool  // the batch holds records of the stream
+	cut          [2]bool  // the rest of the file's begun line was lost: end it first
 
 	reopenDue  bool      // a requested reopen has not succeeded yet
 	retryAt    time.Time // no reopen/truncation/rotation attempt before this (after a failure)
@@ -211,30 +214,34 @@ func (e *emitter) Record(s ptyio.Stream, line []byte, partial bool, now time.Tim
 		w.writeBatch()
 		w.switchFile(false)
 	}
-	if len(w.batch)+int(cost) > cap(w.batch) {
+	var end int64
+	if w.cut[i] {
+		// A failed write lost the rest of the line the file holds a P record of: an
+		// empty F record ends that line, so that readers do not join it to this one.
+		end = overhead + 1
+	}
+	if len(w.batch)+int(end+cost) > cap(w.batch) {
 		w.writeBatch()
 	}
 	if len(w.ts) == 0 || !now.Equal(w.tsAt) {
 		w.ts = now.Local().AppendFormat(w.ts[:0], tsLayout)
 		w.tsAt = now
 	}
-	b := append(w.batch, w.ts...)
-	if s == ptyio.Stderr {
-		b = append(b, " stderr "...)
-	} else {
-		b = append(b, " stdout "...)
+	b := w.batch
+	if w.cut[i] {
+		b = append(w.appendRecord(b, s, "F ", nil), '\n')
+		w.cut[i] = false
 	}
 	if partial {
-		b = append(b, "P "...)
-		b = append(b, line...)
+		b = w.appendRecord(b, s, "P ", line)
 		b = append(b, '\n')
 	} else {
-		b = append(b, "F "...)
-		b = append(b, line...)
+		b = w.appendRecord(b, s, "F ", line)
 	}
 	w.batch = b
-	w.file += cost
-	w.global += cost
+	w.inBatch[i] = true
+	w.file += end + cost
+	w.global += end + cost
 	if partial {
 		w.mid[i] = true
 		w.lineCost[i] += cost
@@ -244,15 +251,29 @@ func (e *emitter) Record(s ptyio.Stream, line []byte, partial bool, now time.Tim
 	}
 }
 
+func (w *Writer) appendRecord(b []byte, s ptyio.Stream, tag string, line []byte) []byte {
+	b = append(b, w.ts...)
+	if s == ptyio.Stderr {
+		b = append(b, " stderr "...)
+	} else {
+		b = append(b, " stdout "...)
+	}
+	b = append(b, tag...)
+	return append(b, line...)
+}
+
 // IdleDone writes the records emitted by the idle timer.
 func (e *emitter) IdleDone() { (*Writer)(e).writeBatch() }
 
 // writeBatch writes the batch with one write (continued after short writes). On error the
 // batch is dropped: bytes of it already written are cut off again so the file keeps whole
-// records, the loss is counted and a warning goes out at most once per second.
+// records, a line the file holds the beginning of is ended before its stream's next
+// record, the loss is counted and a warning goes out at most once per second.
 func (w *Writer) writeBatch() {
 	all := w.batch
 	w.batch = w.batch[:0]
+	in := w.inBatch
+	w.inBatch = [2]bool{}
 	if len(all) == 0 || w.fd < 0 {
 		return
 	}
@@ -274,7 +295,15 @@ func (w *Writer) writeBatch() {
 		b = b[n:]
 	}
 	if err == nil {
+		for i := range in {
+			if in[i] {
+				w.fileMid[i] = w.mid[i]
+			}
+		}
 		return
+	}
+	for i := range in {
+		w.cut[i] = w.cut[i] || (in[i] && w.fileMid[i])
 	}
 	lost := int64(len(b))
 	if done := int64(len(all) - len(b)); done > 0 {
@@ -326,6 +355,8 @@ func (w *Writer) use(fd int) {
 	w.fd = fd
 	w.file = 0
 	w.lineCost = [2]int64{}
+	w.fileMid = [2]bool{}
+	w.cut = [2]bool{}
 }
 
 // truncate replaces the path by a new empty file: <log>.tmp created with O_TRUNC, renamed

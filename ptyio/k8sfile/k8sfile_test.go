@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -511,21 +512,27 @@ func TestGlobalMax(t *testing.T) {
 	}
 }
 
-func TestENOSPC(t *testing.T) {
+// openOnTmpfs opens a writer for a log on a 64 KiB tmpfs, unmounted at cleanup.
+func openOnTmpfs(t *testing.T, log Logger) (w *Writer, dir string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts a tmpfs")
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
 		t.Skipf("cannot mount tmpfs: %v", err)
 	}
-	defer unix.Unmount(dir, unix.MNT_DETACH)
-	log := &testLog{}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	w, err := Open(Config{Path: filepath.Join(dir, "ctr.log"), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	t.Cleanup(func() { w.Close() })
+	return w, dir
+}
+
+func TestENOSPC(t *testing.T) {
+	log := &testLog{}
+	w, dir := openOnTmpfs(t, log)
 	filler := filepath.Join(dir, "filler")
 	f, _ := os.Create(filler)
 	f.Write(make([]byte, 60<<10)) // leaves one page: a batch will be written only in part
@@ -549,6 +556,43 @@ func TestENOSPC(t *testing.T) {
 	}
 	if err := w.Sync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A line whose beginning is in the file (a P record) and whose rest is lost to ENOSPC is
+// ended by an empty F record before the stream's next record, which would otherwise be
+// read as the rest of that line.
+func TestENOSPCEndsCutLine(t *testing.T) {
+	w, dir := openOnTmpfs(t, &testLog{})
+	long := strings.Repeat("x", linebuf.MaxLine+5000) // a P record now, more than a page pending
+	w.Write(ptyio.Stdout, []byte(long), time.Now())
+	w.Write(ptyio.Stderr, []byte("err\n"), time.Now())
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for { // fill the file system up
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	f.Close()
+	w.Write(ptyio.Stdout, []byte("rest of the long line\n"), time.Now()) // lost
+	os.Remove(filler)
+	w.Write(ptyio.Stderr, []byte("err2\n"), time.Now()) // stderr's line was not cut
+	w.Write(ptyio.Stdout, []byte("next\n"), time.Now())
+	w.Write(ptyio.Stdout, []byte("last\n"), time.Now())
+	want := []parsed{
+		{"stdout", true, long[:linebuf.MaxLine]},
+		{"stderr", false, "err\n"},
+		{"stderr", false, "err2\n"},
+		{"stdout", false, "\n"},
+		{"stdout", false, "next\n"},
+		{"stdout", false, "last\n"},
+	}
+	if got := parse(t, read(t, w.cfg.Path)); !slices.Equal(got, want) {
+		t.Fatalf("records\n%+v\nwant\n%+v", got, want)
 	}
 }
 
