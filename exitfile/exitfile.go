@@ -8,10 +8,11 @@
 package exitfile
 
 import (
-	"fmt"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // Write atomically replaces path with data: <path>.XXXXXX is created with O_EXCL and mode
@@ -30,7 +31,7 @@ func WritePid(path string, pid int) error {
 func write(path string, data []byte, sync bool) error {
 	tmp, fd, err := createTemp(path)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return strfmt.Errorf("write %s: %w", path, err)
 	}
 	for len(data) > 0 && err == nil {
 		var n int
@@ -52,7 +53,7 @@ func write(path string, data []byte, sync bool) error {
 	}
 	if err != nil {
 		unix.Unlink(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		return strfmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
@@ -96,7 +97,7 @@ func WriteInt(path string, n int) error {
 func Touch(path string) error {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o666)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
+		return strfmt.Errorf("create %s: %w", path, err)
 	}
 	return unix.Close(fd)
 }

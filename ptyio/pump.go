@@ -129,7 +129,7 @@ func (p *Pump) run() {
 	defer close(p.ended)
 	defer func() {
 		if r := recover(); r != nil {
-			p.log.Warnf("output pump of stream %d stopped after a panic: %v", p.s, r)
+			p.log.Warnf("output pump of stream %d stopped after a panic: %v", int(p.s), r)
 		}
 	}()
 	rc, err := p.f.SyscallConn()

@@ -2,7 +2,8 @@ package ctl
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // ctl line (engine -> monitor), ASCII, one per message:
@@ -40,7 +41,7 @@ func ParseControl(line []byte) (Message, error) {
 		return Message{}, errFormat
 	}
 	if v[0] != TypeResize && v[0] != TypeReopen {
-		return Message{}, fmt.Errorf("Invalid control message type: %d", v[0])
+		return Message{}, strfmt.Errorf("Invalid control message type: %d", v[0])
 	}
 	if err := checkSize(v[1], v[2]); err != nil {
 		return Message{}, err
@@ -62,7 +63,7 @@ func ParseWinsz(line []byte) (rows, cols int, err error) {
 
 func checkSize(a, b int64) error {
 	if a < 0 || b < 0 || a > maxSize || b > maxSize {
-		return fmt.Errorf("Invalid window size: %dx%d (must be between 0 and 1000)", a, b)
+		return strfmt.Errorf("Invalid window size: %dx%d (must be between 0 and 1000)", a, b)
 	}
 	return nil
 }
