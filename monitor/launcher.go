@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"os"
+	"os/signal"
 	"strconv"
 	"syscall"
 
@@ -99,6 +100,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 
 	if opts.Sync {
 		stopEarly()
+		signal.Notify(signals, handledSignals...)
 		if _, err := unix.Setsid(); err != nil && err != unix.EPERM {
 			log.Debugf("setsid: %v", err)
 		}

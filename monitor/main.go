@@ -16,13 +16,24 @@ import (
 // Commit identifies this build in the second line of --version; set with -ldflags -X.
 var Commit = "conmon-go"
 
-// handledSignals are taken away from Go's default actions at the very start: SIGQUIT
-// would dump goroutines and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on fd 1/2
-// would kill the process, and each of these orphans a running container.
+// handledSignals are taken away from Go's default actions before anything is started:
+// SIGQUIT would dump goroutines and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on
+// fd 1/2 would kill the process, and each of these orphans a running container. Go
+// already ignores SIGUSR2 with a handler of its own, so children get the default action.
+// Each signal.Notify is a round trip between two threads, paid on the create path.
 var handledSignals = []os.Signal{
 	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
-	unix.SIGUSR1, unix.SIGUSR2, unix.SIGCHLD, unix.SIGPIPE,
+	unix.SIGUSR1, unix.SIGCHLD, unix.SIGPIPE,
 }
+
+// The launcher that daemonises only needs SIGTERM, SIGINT and SIGQUIT to end it with
+// status 1; it ignores SIGHUP and SIGPIPE outright. The daemon inherits those two as
+// ignored and catches them with signal.Notify, which gives its children the default
+// action again. With --sync the launcher is the monitor and catches them all.
+var (
+	launcherSignals = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT}
+	launcherIgnored = []os.Signal{unix.SIGHUP, unix.SIGPIPE}
+)
 
 func init() {
 	// A monitor started through /proc/self/exe is named "exe"; engines and operators look
@@ -48,8 +59,8 @@ func Main(args []string) int {
 		return trampolineMain(args, v == "1")
 	}
 	signals := make(chan os.Signal, 32)
-	signal.Notify(signals, handledSignals...)
 	if v, ok := os.LookupEnv(envDaemon); ok {
+		signal.Notify(signals, handledSignals...)
 		os.Unsetenv(envDaemon)
 		if _, ok := os.LookupEnv(envOwnMaxProcs); ok {
 			os.Unsetenv(envOwnMaxProcs)
@@ -57,5 +68,7 @@ func Main(args []string) int {
 		}
 		return daemonMain(args, v, signals)
 	}
+	signal.Ignore(launcherIgnored...)
+	signal.Notify(signals, launcherSignals...)
 	return launcherMain(args, signals)
 }

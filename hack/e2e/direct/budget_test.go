@@ -48,8 +48,27 @@ func TestIdleMonitorBudget(t *testing.T) {
 	}
 }
 
-// procField returns the first number after key in a /proc file.
+// procField returns the first (decimal) number after key in a /proc file.
 func procField(t *testing.T, path, key string) int {
+	t.Helper()
+	v, err := strconv.Atoi(procValue(t, path, key))
+	if err != nil {
+		t.Fatalf("%s: %s %v", path, key, err)
+	}
+	return v
+}
+
+// procHex returns the hexadecimal mask after key in a /proc file (SigIgn:, SigCgt:).
+func procHex(t *testing.T, path, key string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(procValue(t, path, key), 16, 64)
+	if err != nil {
+		t.Fatalf("%s: %s %v", path, key, err)
+	}
+	return v
+}
+
+func procValue(t *testing.T, path, key string) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -59,11 +78,11 @@ func procField(t *testing.T, path, key string) int {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
-			if v, err := strconv.Atoi(strings.Fields(rest)[0]); err == nil {
-				return v
+			if fields := strings.Fields(rest); len(fields) > 0 {
+				return fields[0]
 			}
 		}
 	}
 	t.Fatalf("%s: no %s", path, key)
-	return 0
+	return ""
 }

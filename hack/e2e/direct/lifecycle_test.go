@@ -256,18 +256,30 @@ func TestMonitorForwardsSIGTERM(t *testing.T) {
 	}
 }
 
+// SIGHUP, SIGUSR2 and SIGPIPE leave the monitor running. The monitor catches SIGHUP and
+// SIGPIPE rather than ignoring them (the launcher ignores them, and an ignored signal
+// would stay ignored in the exit command and other children).
 func TestMonitorSurvivesSIGHUP(t *testing.T) {
 	setup(t)
 	requireConmonGo(t) // conmon 2.x dies from SIGHUP and orphans the container
 	t.Parallel()
 	c, mon := signalMonitor(t)
-	if err := unix.Kill(mon, unix.SIGHUP); err != nil {
-		t.Fatal(err)
+	for _, sig := range []unix.Signal{unix.SIGHUP, unix.SIGUSR2, unix.SIGPIPE} {
+		if err := unix.Kill(mon, sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := "/proc/" + strconv.Itoa(mon) + "/status"
+	ignored, caught := procHex(t, status, "SigIgn:"), procHex(t, status, "SigCgt:")
+	for _, sig := range []unix.Signal{unix.SIGHUP, unix.SIGPIPE} {
+		if bit := uint64(1) << (sig - 1); ignored&bit != 0 || caught&bit == 0 {
+			t.Errorf("monitor: %v not caught (SigIgn %x, SigCgt %x)", sig, ignored, caught)
+		}
 	}
 	// Only a surviving monitor can report the exit that follows.
 	c.mustRunc("kill", c.id, "KILL")
 	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "137" {
-		t.Errorf("exit file %q, want 137 after SIGHUP to the monitor and SIGKILL to the container", got)
+		t.Errorf("exit file %q, want 137 after signals to the monitor and SIGKILL to the container", got)
 	}
 }
 
