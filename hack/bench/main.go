@@ -27,7 +27,7 @@ import (
 )
 
 const (
-	createPairs = 20
+	createPairs = 60
 	idleCount   = 10 // containers per monitor
 	logPairs    = 3
 	execPairs   = 10
