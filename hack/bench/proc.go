@@ -31,6 +31,17 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
+// quartiles returns the 25th, 50th and 75th percentiles (nearest rank).
+func quartiles(xs []float64) (p25, p50, p75 float64) {
+	if len(xs) == 0 {
+		return 0, 0, 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	at := func(q float64) float64 { return s[int(q*float64(len(s)-1)+0.5)] }
+	return at(0.25), median(s), at(0.75)
+}
+
 // procStat is what the bench needs from /proc/<pid>/stat.
 type procStat struct {
 	State byte

@@ -122,3 +122,13 @@ func TestElfKind(t *testing.T) {
 		t.Error("elfKind accepted a text file")
 	}
 }
+
+func TestQuartiles(t *testing.T) {
+	p25, p50, p75 := quartiles([]float64{9, 1, 5, 3, 7})
+	if p25 != 3 || p50 != 5 || p75 != 7 {
+		t.Errorf("quartiles = %v %v %v, want 3 5 7", p25, p50, p75)
+	}
+	if p25, p50, p75 := quartiles(nil); p25 != 0 || p50 != 0 || p75 != 0 {
+		t.Errorf("quartiles(nil) = %v %v %v", p25, p50, p75)
+	}
+}
