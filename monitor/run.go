@@ -124,26 +124,36 @@ func (m *monitor) run() int {
 	if err := m.setupStdio(); err != nil {
 		return m.fail(err.Error())
 	}
-	if err := m.openLogs(); err != nil {
+	if m.attachPipe == nil {
+		// The log and the attach socket need only exist when the pid is reported:
+		// they are set up while the runtime works (its own start-up takes longer).
+		return m.runRuntime(m.setupOutput)
+	}
+	// podman's exec attaches before the exec starts.
+	if err := m.setupOutput(); err != nil {
 		return m.fail(err.Error())
 	}
-	if opts.Bundle != "" && !opts.Logs.Passthrough {
-		if err := m.listenAttach(); err != nil {
-			return m.fail(err.Error())
+	m.attachPipe.send("data", 0, "")
+	m.attachPipe.close()
+	m.attachPipe = nil
+	if m.startFD >= 0 {
+		// podman writes the second byte once its attach client is connected.
+		if err := readStartPipe(m.startFD); err != nil {
+			return m.fail("start-pipe read failed " + diag.Strerror(err))
 		}
 	}
-	if m.attachPipe != nil {
-		m.attachPipe.send("data", 0, "")
-		m.attachPipe.close()
-		m.attachPipe = nil
-		if m.startFD >= 0 {
-			// podman writes the second byte once its attach client is connected.
-			if err := readStartPipe(m.startFD); err != nil {
-				return m.fail("start-pipe read failed " + diag.Strerror(err))
-			}
-		}
+	return m.runRuntime(nil)
+}
+
+// setupOutput opens the log drivers and creates the attach socket and the ctl/winsz FIFOs.
+func (m *monitor) setupOutput() error {
+	if err := m.openLogs(); err != nil {
+		return err
 	}
-	return m.runRuntime()
+	if m.opts.Bundle != "" && !m.opts.Logs.Passthrough {
+		return m.listenAttach()
+	}
+	return nil
 }
 
 // setupStdio creates the container's stdio (lifecycle.md §6).
@@ -305,9 +315,9 @@ type runtimeResult struct {
 	err error
 }
 
-// runRuntime starts the runtime, waits for it (and the console), reports the pid, and
-// runs the container until it exits (M11–M19).
-func (m *monitor) runRuntime() int {
+// runRuntime starts the runtime, runs setup (if any) meanwhile, waits for the runtime
+// (and the console), reports the pid, and runs the container until it exits (M11–M19).
+func (m *monitor) runRuntime(setup func() error) int {
 	opts := m.opts
 	argv := m.runtimeArgv()
 	m.log.Tracef("calling runtime args: %s", joinArgs(argv))
@@ -351,12 +361,19 @@ func (m *monitor) runRuntime() int {
 			termCh <- termResult{t, err}
 		}()
 	}
+	var setupErr error
+	if setup != nil {
+		setupErr = setup()
+	}
 	res := <-done
 	close(runtimeDone)
 	m.mu.Lock()
 	m.runtimePid = 0
 	m.mu.Unlock()
 	runtimeOK := res.ws.Exited() && res.ws.ExitStatus() == 0
+	if setupErr != nil {
+		return m.abortCreated(setupErr.Error(), termCh)
+	}
 
 	if termCh != nil {
 		tr := <-termCh
@@ -398,6 +415,21 @@ func (m *monitor) runRuntime() int {
 		return m.finishFailed(stderrText)
 	}
 	return m.superviseContainer(pid)
+}
+
+// abortCreated reports a setup failure that happened while the runtime ran: conmon would
+// have failed before starting it, so a container the runtime created is killed rather
+// than left without a monitor, and the engine deletes it as after any failed create.
+func (m *monitor) abortCreated(message string, termCh <-chan termResult) int {
+	if termCh != nil {
+		if tr := <-termCh; tr.err == nil {
+			tr.t.Close()
+		}
+	}
+	if pid, err := readPidFile(m.opts.ContainerPidfile); err == nil {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	return m.finishFailed(message)
 }
 
 type termResult struct {

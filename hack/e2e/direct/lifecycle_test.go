@@ -328,3 +328,24 @@ func TestSetupFailureReported(t *testing.T) {
 		t.Errorf("a container was created: %s", out)
 	}
 }
+
+// The attach socket and the ctl/winsz FIFOs are made while the runtime creates the
+// container. When that fails (here: <bundle>/ctl is a directory that cannot be replaced by
+// a FIFO), the engine gets -1 and conmon's message, and the container the runtime made
+// does not run on without a monitor.
+func TestSetupFailureWhileRuntimeRuns(t *testing.T) {
+	setup(t)
+	requireConmonGo(t)
+	c := newContainer(t, bundleOpts{}, "sleep", "100")
+	if err := os.MkdirAll(filepath.Join(c.bundle, "ctl", "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := startMonitor(t, monitorSpec{args: c.podmanArgs(), sync: seqPacket, start: seqPacket, dir: c.dir, pidCue: c.conmonPid})
+	msg := m.launch()
+	if n, _ := msg.int("data"); n != -1 || !strings.HasPrefix(msg.message(), "Failed to mkfifo at "+filepath.Join(c.bundle, "ctl")) {
+		t.Fatalf("sync message %q, want -1 with Failed to mkfifo at <bundle>/ctl", msg.raw)
+	}
+	if out, err := c.runc("state", c.id); err == nil && !strings.Contains(string(out), `"status": "stopped"`) {
+		t.Errorf("the container outlived the failed monitor: %s", out)
+	}
+}
