@@ -27,10 +27,10 @@ import (
 )
 
 const (
-	createPairs = 60
+	createPairs = 200
 	idleCount   = 10 // containers per monitor
 	logPairs    = 3
-	execPairs   = 30
+	execPairs   = 100
 	linePairs   = 3
 	attachPairs = 2
 
