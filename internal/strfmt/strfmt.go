@@ -10,13 +10,13 @@ import "strconv"
 
 // Sprintf formats like fmt.Sprintf.
 func Sprintf(format string, args ...any) string {
-	s, _ := format1(format, args)
+	s, _ := render(format, args)
 	return s
 }
 
 // Errorf formats like fmt.Errorf: a %w operand is wrapped (errors.Is/As see it).
 func Errorf(format string, args ...any) error {
-	s, wrapped := format1(format, args)
+	s, wrapped := render(format, args)
 	if wrapped == nil {
 		return &plainError{s}
 	}
@@ -37,7 +37,7 @@ func (e *wrapError) Unwrap() error { return e.err }
 
 type stringer interface{ String() string }
 
-func format1(format string, args []any) (string, error) {
+func render(format string, args []any) (string, error) {
 	b := make([]byte, 0, len(format)+16*len(args))
 	var wrapped error
 	next := 0
