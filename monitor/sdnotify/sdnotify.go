@@ -112,16 +112,22 @@ func (p *Proxy) Start() {
 	})
 }
 
-// Close stops the relay and closes the socket (the file stays, as with conmon).
+// Close relays what the container sent before it, stops the relay and closes the socket
+// (the file stays, as with conmon). A READY=1 sent just before the container exits is
+// queued on the socket by the time the monitor closes it, and must not be lost.
 func (p *Proxy) Close() {
 	p.closeOnce.Do(func() {
-		// Close wakes a Read parked in the poller; then wait for the loop to end.
 		p.closing.Store(true)
-		p.in.Close()
 		p.startOnce.Do(func() {})
 		if p.started {
+			// An expired deadline wakes a receive parked in the poller; the loop then
+			// relays what is queued and ends.
+			if p.in.SetReadDeadline(time.Now()) != nil {
+				p.in.Close()
+			}
 			<-p.done
 		}
+		p.in.Close()
 	})
 }
 
@@ -132,13 +138,19 @@ func (p *Proxy) loop() {
 			p.log.Warnf("sd_notify proxy disabled after internal error: %v", r)
 		}
 	}()
+	wait := true
 	for {
-		n, trunc, err := p.recv()
+		n, trunc, err := p.recv(wait)
 		if err != nil {
 			if !p.closing.Load() {
 				p.log.Warnf("sd_notify proxy stopped: receive on %s: %v", p.in.Name(), err)
+				return
 			}
-			return
+			if !wait {
+				return // queue drained (EAGAIN) or socket gone
+			}
+			wait = false // closing: relay what is queued, without waiting for more
+			continue
 		}
 		if trunc {
 			p.log.Warnf("dropping sd_notify datagram larger than %d bytes", recvBufSize)
@@ -152,14 +164,20 @@ func (p *Proxy) loop() {
 	}
 }
 
-// recv reads one datagram and closes every fd passed with it.
-func (p *Proxy) recv() (n int, trunc bool, err error) {
+// recv reads one datagram and closes every fd passed with it; with wait false it does
+// not wait for one (EAGAIN when none is queued).
+func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
 	var oobn, flags int
 	var rerr error
-	err = p.rc.Read(func(fd uintptr) bool {
+	receive := func(fd uintptr) bool {
 		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), p.buf, p.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
 		return rerr != unix.EAGAIN
-	})
+	}
+	if wait {
+		err = p.rc.Read(receive)
+	} else {
+		err = p.rc.Control(func(fd uintptr) { receive(fd) })
+	}
 	if err == nil {
 		err = rerr
 	}

@@ -148,6 +148,30 @@ func TestRelay(t *testing.T) {
 	}
 }
 
+// What the container sent before the monitor closes the proxy (READY=1 right before
+// it exits) still reaches the host, in order.
+func TestCloseRelaysQueued(t *testing.T) {
+	tmp := t.TempDir()
+	bundle := newBundle(t, filepath.Join(tmp, "b"))
+	hostPath := filepath.Join(tmp, "host.sock")
+	host := hostSocket(t, hostPath)
+	p, err := NewProxy(bundle, hostPath, testLogger{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	sock := filepath.Join(bundle, "notify", "notify.sock")
+	for i := range 3 {
+		sendTo(t, sock, []byte("STATUS="+strconv.Itoa(i)))
+	}
+	p.Close()
+	for i := range 3 {
+		if got, want := recvString(t, host), "STATUS="+strconv.Itoa(i); got != want {
+			t.Fatalf("host got %q, want %q", got, want)
+		}
+	}
+}
+
 func TestCloseWithoutStartAndStaleSocket(t *testing.T) {
 	tmp := t.TempDir()
 	bundle := newBundle(t, tmp)
