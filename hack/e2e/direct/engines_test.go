@@ -110,9 +110,10 @@ func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...
 }
 
 // execSyncLog runs one CRI-O ExecSync (lifecycle.md §12.2): a plain sync pipe, a stream start
-// pipe unless legacy (CRI-O < 1.21 started the --sync monitor without one). It returns
-// the result message, the monitor's exit status and the log path.
-func execSyncLog(t *testing.T, c *container, legacy bool, extra []string, args ...string) (syncMsg, int, string) {
+// pipe unless legacy (CRI-O < 1.21 started the --sync monitor without one), extra options
+// before the process spec. It returns the result message, the monitor's exit status, the
+// log path and the time until the monitor ended.
+func execSyncLog(t *testing.T, c *container, legacy bool, extra []string, args ...string) (syncMsg, int, string, time.Duration) {
 	t.Helper()
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "exec-process-1")
@@ -129,10 +130,11 @@ func execSyncLog(t *testing.T, c *container, legacy bool, extra []string, args .
 	if !legacy {
 		m.writeStart()
 	}
-	code := m.wait(30 * time.Second)
+	code := m.wait(60 * time.Second)
+	elapsed := time.Since(m.started)
 	msg, err := m.readSync(5 * time.Second)
 	if err != nil {
 		t.Fatalf("ExecSync result: %v; monitor stderr %q", err, m.stderr.String())
 	}
-	return msg, code, logPath
+	return msg, code, logPath, elapsed
 }

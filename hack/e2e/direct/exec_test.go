@@ -3,7 +3,6 @@ package direct
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,36 +43,15 @@ func TestExecPodman(t *testing.T) {
 	}
 }
 
-// execSync runs one CRI-O ExecSync (lifecycle.md §12.2): plain pipe for sync, a stream
-// start pipe unless crio120, and returns the decoded result, the monitor's exit status
-// and the time until the monitor ended.
+// execSync is execSyncLog as CRI-O runs it by default (a 16 MiB global log limit, -T when
+// timeout > 0), with the log's records.
 func execSync(t *testing.T, c *container, timeout int, crio120 bool, args ...string) (syncMsg, int, []record, time.Duration) {
 	t.Helper()
-	dir := t.TempDir()
-	spec := filepath.Join(dir, "exec-process-1")
-	writeProcessSpec(t, spec, false, args...)
-	logPath := filepath.Join(dir, "crio-log-"+c.id)
-	argv := []string{"-c", c.id, "-n", "k8s_e2e", "-r", runcPath, "-p", filepath.Join(dir, "pidfile"), "-e",
-		"-l", logPath, "--socket-dir-path", c.sockDir, "--log-level", "info", "--sync",
-		"--log-global-size-max", "16777216"}
+	extra := []string{"--log-global-size-max", "16777216"}
 	if timeout > 0 {
-		argv = append(argv, "-T", strconv.Itoa(timeout))
+		extra = append(extra, "-T", strconv.Itoa(timeout))
 	}
-	argv = append(argv, "--exec-process-spec", spec, "--runtime-arg", "--root="+c.root)
-	start := streamSock
-	if crio120 {
-		start = noPipe
-	}
-	m := startMonitor(t, monitorSpec{args: argv, sync: plainPipe, start: start, dir: dir})
-	if !crio120 {
-		m.writeStart()
-	}
-	code := m.wait(time.Duration(timeout+20) * time.Second)
-	elapsed := time.Since(m.started)
-	msg, err := m.readSync(5 * time.Second)
-	if err != nil {
-		t.Fatalf("ExecSync result: %v; monitor stderr %q", err, m.stderr.String())
-	}
+	msg, code, logPath, elapsed := execSyncLog(t, c, crio120, extra, args...)
 	var recs []record
 	if data, err := os.ReadFile(logPath); err == nil {
 		recs = parseLog(t, data)

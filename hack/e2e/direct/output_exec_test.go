@@ -37,7 +37,7 @@ func TestExecSync1MiB(t *testing.T) {
 	t.Parallel()
 	c := runningContainer(t)
 	const line = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLM" // + \n = 50 bytes
-	msg, code, logPath := execSyncLog(t, c, false, []string{"--log-global-size-max", "16777216"},
+	msg, code, logPath, _ := execSyncLog(t, c, false, []string{"--log-global-size-max", "16777216"},
 		"sh", "-c", "yes "+line+" | head -c 1048576")
 	if n := msg.mustInt(t, "exit_code"); n != 0 || code != 0 {
 		t.Errorf("result %q, monitor status %d", msg.raw, code)

@@ -77,7 +77,7 @@ func TestLogGlobalSizeMaxExecSync(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	c := runningContainer(t)
-	msg, code, logPath := execSyncLog(t, c, true, []string{"--log-global-size-max", "1000"}, "seq", "1", "1000")
+	msg, code, logPath, _ := execSyncLog(t, c, true, []string{"--log-global-size-max", "1000"}, "seq", "1", "1000")
 	if n := msg.mustInt(t, "exit_code"); n != 0 || code != 0 {
 		t.Errorf("result %q, monitor status %d: want exit_code 0", msg.raw, code)
 	}
