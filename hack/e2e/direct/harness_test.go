@@ -85,8 +85,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	tmpl := filepath.Join(tmp, "template")
-	if out, err := exec.Command("sh", mkbundlePath, tmpl).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "mkbundle.sh: %v\n%s", err, out)
+	if err := e2eutil.MakeBundle(mkbundlePath, "", tmpl); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	sharedRootfs = filepath.Join(tmpl, "rootfs")
@@ -141,16 +141,13 @@ type bundleOpts struct {
 // makeBundle runs hack/mkbundle.sh into dir (sharing the read-only rootfs) and applies opts.
 func makeBundle(t *testing.T, dir string, o bundleOpts, args ...string) {
 	t.Helper()
-	cmdArgs := []string{mkbundlePath}
+	var cmdArgs []string
 	if o.tty {
 		cmdArgs = append(cmdArgs, "-t")
 	}
-	cmdArgs = append(cmdArgs, dir)
-	cmdArgs = append(cmdArgs, args...)
-	cmd := exec.Command("sh", cmdArgs...)
-	cmd.Env = append(os.Environ(), "ROOTFS="+sharedRootfs)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mkbundle.sh %s: %v\n%s", dir, err, out)
+	cmdArgs = append(append(cmdArgs, dir), args...)
+	if err := e2eutil.MakeBundle(mkbundlePath, sharedRootfs, cmdArgs...); err != nil {
+		t.Fatal(err)
 	}
 	if o.noPidNS {
 		editConfig(t, dir, func(cfg map[string]any) {

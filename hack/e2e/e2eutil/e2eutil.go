@@ -1,6 +1,6 @@
 // Package e2eutil holds what the integration suites under hack/e2e share: the monitor
-// binary under test, a podman configuration that fits this machine, and a wait for a
-// process that is not the caller's child.
+// binary under test, busybox bundles, a podman configuration that fits this machine, and
+// a wait for a process that is not the caller's child.
 package e2eutil
 
 import (
@@ -31,6 +31,19 @@ func MonitorBinary(root, dir string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/conmon-go (set CONMON_BINARY to test another monitor): %v\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// MakeBundle runs hack/mkbundle.sh (at script) with args ([-t] DIR [COMMAND...]). A
+// non-empty rootfs is shared by the bundle instead of a rootfs of its own.
+func MakeBundle(script, rootfs string, args ...string) error {
+	cmd := exec.Command("sh", append([]string{script}, args...)...)
+	if rootfs != "" {
+		cmd.Env = append(os.Environ(), "ROOTFS="+rootfs)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mkbundle.sh %v: %v\n%s", args, err, out)
+	}
+	return nil
 }
 
 // WaitPidGone waits on a pidfd, which also works for processes that are not our

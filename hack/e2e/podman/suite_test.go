@@ -138,8 +138,8 @@ func (s *suite) importImage() error {
 		return err
 	}
 	bundle := filepath.Join(s.dir, "bundle")
-	if out, err := exec.Command("sh", mkbundle, bundle).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v\n%s", mkbundle, err, out)
+	if err := e2eutil.MakeBundle(mkbundle, "", bundle); err != nil {
+		return err
 	}
 	tarball := filepath.Join(s.dir, "rootfs.tar")
 	if out, err := exec.Command("tar", "-C", filepath.Join(bundle, "rootfs"), "-cf", tarball, ".").CombinedOutput(); err != nil {

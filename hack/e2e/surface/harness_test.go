@@ -60,8 +60,8 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmpRoot)
 	tmpl := filepath.Join(tmpRoot, "template")
-	if out, err := exec.Command("sh", mkbundlePath, tmpl).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "mkbundle.sh: %v\n%s", err, out)
+	if err := e2eutil.MakeBundle(mkbundlePath, "", tmpl); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	sharedRootfs = filepath.Join(tmpl, "rootfs")
@@ -110,12 +110,12 @@ func newCtr(t *testing.T, ownRootfs bool, args ...string) *ctr {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command("sh", append([]string{mkbundlePath, c.bundle}, args...)...)
-	if !ownRootfs {
-		cmd.Env = append(os.Environ(), "ROOTFS="+sharedRootfs)
+	rootfs := sharedRootfs
+	if ownRootfs {
+		rootfs = ""
 	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mkbundle.sh: %v\n%s", err, out)
+	if err := e2eutil.MakeBundle(mkbundlePath, rootfs, append([]string{c.bundle}, args...)...); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(c.cleanup)
 	return c

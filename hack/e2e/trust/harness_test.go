@@ -59,8 +59,8 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	tmpl := filepath.Join(tmp, "template")
-	if out, err := exec.Command("sh", mkbundlePath, tmpl).CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("mkbundle.sh: %v\n%s", err, out))
+	if err := e2eutil.MakeBundle(mkbundlePath, "", tmpl); err != nil {
+		return fail(err)
 	}
 	sharedRootfs = filepath.Join(tmpl, "rootfs")
 	if binPath, err = e2eutil.MonitorBinary(root, tmp); err != nil {
@@ -182,10 +182,8 @@ func (w *world) runc(root string, args ...string) (string, error) {
 func (w *world) bundle(name string, edit func(cfg map[string]any), args ...string) string {
 	w.t.Helper()
 	dir := filepath.Join(w.dir, name)
-	cmd := exec.Command("sh", append([]string{mkbundlePath, dir}, args...)...)
-	cmd.Env = append(os.Environ(), "ROOTFS="+sharedRootfs)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		w.t.Fatalf("mkbundle.sh: %v\n%s", err, out)
+	if err := e2eutil.MakeBundle(mkbundlePath, sharedRootfs, append([]string{dir}, args...)...); err != nil {
+		w.t.Fatal(err)
 	}
 	if edit != nil {
 		path := filepath.Join(dir, "config.json")

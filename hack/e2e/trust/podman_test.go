@@ -100,8 +100,8 @@ func podmanSetup(t *testing.T, useDispatcher bool) *pod {
 func (p *pod) importImage() *pod {
 	t, dir := p.t, p.dir
 	bundle := filepath.Join(dir, "bundle")
-	if out, err := exec.Command("sh", mkbundlePath, bundle).CombinedOutput(); err != nil {
-		t.Fatalf("mkbundle.sh: %v\n%s", err, out)
+	if err := e2eutil.MakeBundle(mkbundlePath, "", bundle); err != nil {
+		t.Fatal(err)
 	}
 	tarball := filepath.Join(dir, "rootfs.tar")
 	if out, err := exec.Command("tar", "-C", filepath.Join(bundle, "rootfs"), "-cf", tarball, ".").CombinedOutput(); err != nil {
