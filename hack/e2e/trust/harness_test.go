@@ -290,28 +290,9 @@ func (w *world) create(id, bundle string, o launchOpts) *ctr {
 	}
 	syncF, syncChild := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-child")
 	defer syncF.Close()
-	startR, startW, err := os.Pipe()
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	cmd := monitorCommand(binPath, argv, o.devDir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
-		"_OCI_SYNCPIPE=3", "_OCI_STARTPIPE=4"}, o.env...)
-	cmd.ExtraFiles = []*os.File{syncChild, startR}
-	err = cmd.Start()
-	syncChild.Close()
-	startR.Close()
-	if err != nil {
-		startW.Close()
-		w.t.Fatal(err)
-	}
 	w.t.Cleanup(c.cleanup)
-	_, _ = startW.Write([]byte{0}) // EPIPE when the launcher already failed
-	startW.Close()
-	c.code = waitCmd(w.t, cmd, 15*time.Second)
-	c.stderr = stderr.String()
+	env := append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, o.env...)
+	c.code, c.stderr = w.launch(argv, o.devDir, env, syncChild, 15*time.Second)
 	if err := syncF.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		w.t.Fatal(err)
 	}
@@ -444,25 +425,34 @@ func (w *world) execSync(id string, extra []string, script string) (int, string)
 		w.t.Fatal(err)
 	}
 	defer syncR.Close()
+	return w.launch(argv, "", []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, syncW, 20*time.Second)
+}
+
+// launch runs the monitor the way an engine does: sync at fd 3 (closed here once passed),
+// a start pipe at fd 4 whose byte is written at once; it returns the launcher's exit
+// status and stderr.
+func (w *world) launch(argv []string, devDir string, env []string, sync *os.File, timeout time.Duration) (int, string) {
+	w.t.Helper()
 	startR, startW, err := os.Pipe()
 	if err != nil {
+		sync.Close()
 		w.t.Fatal(err)
 	}
-	cmd := monitorCommand(binPath, argv, "")
+	cmd := monitorCommand(binPath, argv, devDir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "_OCI_SYNCPIPE=3", "_OCI_STARTPIPE=4"}
-	cmd.ExtraFiles = []*os.File{syncW, startR}
+	cmd.Env = append(env, "_OCI_SYNCPIPE=3", "_OCI_STARTPIPE=4")
+	cmd.ExtraFiles = []*os.File{sync, startR}
 	err = cmd.Start()
-	syncW.Close()
+	sync.Close()
 	startR.Close()
 	if err != nil {
 		startW.Close()
 		w.t.Fatal(err)
 	}
-	_, _ = startW.Write([]byte{0})
+	_, _ = startW.Write([]byte{0}) // EPIPE when the launcher already failed
 	startW.Close()
-	return waitCmd(w.t, cmd, 20*time.Second), stderr.String()
+	return waitCmd(w.t, cmd, timeout), stderr.String()
 }
 
 // ---- files and processes ----
