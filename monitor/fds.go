@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"os"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -19,7 +20,7 @@ func inheritedFDs(skip ...int) []int {
 	var fds []int
 	for _, e := range entries {
 		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd < 3 || contains(skip, fd) {
+		if err != nil || fd < 3 || slices.Contains(skip, fd) {
 			continue
 		}
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
@@ -29,15 +30,6 @@ func inheritedFDs(skip ...int) []int {
 		fds = append(fds, fd)
 	}
 	return fds
-}
-
-func contains(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // markAllCloexec makes every fd ≥ 3 close-on-exec, so the exit command starts with fds

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -157,16 +158,7 @@ func (w *world) wrapperLines(prefix string) []string {
 func (w *world) ranUntrusted(sub, id string) bool {
 	for _, l := range w.wrapperLines("argv: ") {
 		f := strings.Fields(l)
-		if len(f) > 2 && f[len(f)-1] == id && contains(f, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+		if len(f) > 2 && f[len(f)-1] == id && slices.Contains(f, sub) {
 			return true
 		}
 	}

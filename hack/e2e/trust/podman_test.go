@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -160,7 +161,7 @@ func (p *pod) untrustedCalls(id string) []string {
 			continue
 		}
 		for _, sub := range []string{"create", "start", "exec", "kill", "delete"} {
-			if contains(strings.Fields(l), sub) {
+			if slices.Contains(strings.Fields(l), sub) {
 				subs = append(subs, sub)
 			}
 		}
@@ -256,7 +257,7 @@ func TestPodmanDispatcher(t *testing.T) {
 	want := []string{"create", "start", "exec", "kill", "delete"}
 	got := p.untrustedCalls(untrusted)
 	for _, sub := range want {
-		if !contains(got, sub) {
+		if !slices.Contains(got, sub) {
 			t.Errorf("untrusted container: %s did not reach the untrusted runtime (calls %q)", sub, got)
 		}
 	}
@@ -278,7 +279,7 @@ func TestPodmanEnvFallbacks(t *testing.T) {
 	for _, id := range []string{untrusted, trusted} {
 		p.must("exec", id, "true")
 	}
-	if got := p.untrustedCalls(untrusted); !contains(got, "create") || !contains(got, "exec") {
+	if got := p.untrustedCalls(untrusted); !slices.Contains(got, "create") || !slices.Contains(got, "exec") {
 		t.Errorf("untrusted container: calls of the untrusted runtime %q, want create and exec", got)
 	}
 	if calls := p.untrustedCalls(trusted); len(calls) > 0 {
