@@ -8,11 +8,10 @@
 package exitfile
 
 import (
+	"fmt"
 	"strconv"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // Write atomically replaces path with data: <path>.XXXXXX is created with O_EXCL and mode
@@ -31,7 +30,7 @@ func WritePid(path string, pid int) error {
 func write(path string, data []byte, sync bool) error {
 	tmp, fd, err := createTemp(path)
 	if err != nil {
-		return strfmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	for len(data) > 0 && err == nil {
 		var n int
@@ -53,7 +52,7 @@ func write(path string, data []byte, sync bool) error {
 	}
 	if err != nil {
 		unix.Unlink(tmp)
-		return strfmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
@@ -97,7 +96,7 @@ func WriteInt(path string, n int) error {
 func Touch(path string) error {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o666)
 	if err != nil {
-		return strfmt.Errorf("create %s: %w", path, err)
+		return fmt.Errorf("create %s: %w", path, err)
 	}
 	return unix.Close(fd)
 }

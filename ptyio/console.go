@@ -2,6 +2,7 @@ package ptyio
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -9,8 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // ErrNoTerminal: the runtime exited without sending a pty master.
@@ -49,7 +48,7 @@ func NewConsoleSocket(tmpdir string) (*ConsoleSocket, error) {
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
-		return nil, strfmt.Errorf("create console socket: %w", err)
+		return nil, fmt.Errorf("create console socket: %w", err)
 	}
 	fail := func(op string, err error) (*ConsoleSocket, error) {
 		unix.Close(fd)
@@ -113,7 +112,7 @@ func (c *ConsoleSocket) Receive(done <-chan struct{}) (*Terminal, error) {
 	l := c.l
 	c.mu.Unlock()
 	if l == nil {
-		return nil, strfmt.Errorf("Failed to accept console-socket connection: %w", os.ErrClosed)
+		return nil, fmt.Errorf("Failed to accept console-socket connection: %w", os.ErrClosed)
 	}
 	connFd := -1
 	ok, err := pollRead(l, done, func(fd int) error {
@@ -127,7 +126,7 @@ func (c *ConsoleSocket) Receive(done <-chan struct{}) (*Terminal, error) {
 	})
 	c.Close()
 	if err != nil {
-		return nil, strfmt.Errorf("Failed to accept console-socket connection: %w", err)
+		return nil, fmt.Errorf("Failed to accept console-socket connection: %w", err)
 	}
 	if !ok {
 		return nil, ErrNoTerminal
@@ -137,7 +136,7 @@ func (c *ConsoleSocket) Receive(done <-chan struct{}) (*Terminal, error) {
 
 	master, err := recvMaster(conn, done)
 	if err != nil {
-		return nil, strfmt.Errorf("Failed to receive console file descriptor: %w", err)
+		return nil, fmt.Errorf("Failed to receive console file descriptor: %w", err)
 	}
 	return newTerminal(master, orNop(c.Log))
 }
@@ -244,7 +243,7 @@ func newTerminal(fd int, log Logger) (*Terminal, error) {
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, strfmt.Errorf("set O_NONBLOCK on the pty master: %w", err)
+		return nil, fmt.Errorf("set O_NONBLOCK on the pty master: %w", err)
 	}
 	t := &Terminal{Master: os.NewFile(uintptr(fd), "pty master")}
 	// O_NOCTTY is mandatory: the monitor is a session leader.
@@ -269,7 +268,7 @@ func (t *Terminal) Resize(rows, cols int) error {
 		}
 	}
 	if err != nil {
-		return strfmt.Errorf("Failed to set process pty terminal size: %w", err)
+		return fmt.Errorf("Failed to set process pty terminal size: %w", err)
 	}
 	return nil
 }

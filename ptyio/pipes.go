@@ -1,11 +1,10 @@
 package ptyio
 
 import (
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // outputPipeSize is requested for the stdout/stderr pipes so that one read moves more data
@@ -74,7 +73,7 @@ func (p *Pipes) CloseChildEnds() {
 func newPipe(name string, childReads bool) (child, mon *os.File, err error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return nil, nil, strfmt.Errorf("create %s pipe: %w", name, err)
+		return nil, nil, fmt.Errorf("create %s pipe: %w", name, err)
 	}
 	c, m := fds[1], fds[0]
 	if childReads {
@@ -83,7 +82,7 @@ func newPipe(name string, childReads bool) (child, mon *os.File, err error) {
 	fail := func(op string, err error) (*os.File, *os.File, error) {
 		unix.Close(c)
 		unix.Close(m)
-		return nil, nil, strfmt.Errorf("%s %s pipe: %w", op, name, err)
+		return nil, nil, fmt.Errorf("%s %s pipe: %w", op, name, err)
 	}
 	if err := unix.SetNonblock(m, true); err != nil {
 		return fail("set O_NONBLOCK on", err)

@@ -5,6 +5,7 @@ package seqpacket
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -15,7 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 	"github.com/conmon-go/conmon-go/ptyio"
 )
 
@@ -125,11 +125,11 @@ func makeLink(cfg Config) (string, error) {
 		link = link[:len(link)-1]
 	}
 	if err := unix.Unlink(link); err != nil && err != unix.ENOENT {
-		return "", strfmt.Errorf("Failed to remove existing symlink for socket directory %s: %w", link, err)
+		return "", fmt.Errorf("Failed to remove existing symlink for socket directory %s: %w", link, err)
 	}
 	if err := unix.Symlink(cfg.Bundle, link); err != nil {
 		// conmon's text, misleading as it is.
-		return "", strfmt.Errorf("Failed to create symlink for notify socket: %w", err)
+		return "", fmt.Errorf("Failed to create symlink for notify socket: %w", err)
 	}
 	return link, nil
 }
@@ -140,15 +140,15 @@ func (s *Server) bind(parent string) error {
 	path := parent + "/attach"
 	dfd, err := unix.Open(parent, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return strfmt.Errorf("failed to open socket path parent dir %s: %w", parent, err)
+		return fmt.Errorf("failed to open socket path parent dir %s: %w", parent, err)
 	}
 	defer unix.Close(dfd)
 	if err := unix.Unlinkat(dfd, "attach", 0); err != nil && err != unix.ENOENT {
-		return strfmt.Errorf("Failed to remove existing socket: %s: %w", path, err)
+		return fmt.Errorf("Failed to remove existing socket: %s: %w", path, err)
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return strfmt.Errorf("Failed to create socket %s: %w", path, err)
+		return fmt.Errorf("Failed to create socket %s: %w", path, err)
 	}
 	if err := s.setup(fd, dfd, path); err != nil {
 		unix.Close(fd)
@@ -158,7 +158,7 @@ func (s *Server) bind(parent string) error {
 	rc, err := s.lf.SyscallConn()
 	if err != nil {
 		s.lf.Close()
-		return strfmt.Errorf("attach socket %s: %w", path, err)
+		return fmt.Errorf("attach socket %s: %w", path, err)
 	}
 	s.lrc = rc
 	return nil
@@ -166,18 +166,18 @@ func (s *Server) bind(parent string) error {
 
 func (s *Server) setup(fd, dfd int, path string) error {
 	if err := unix.Fchmod(fd, 0o700); err != nil {
-		return strfmt.Errorf("Failed to change socket permissions %s: %w", path, err)
+		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
 	}
 	addr := &unix.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(dfd) + "/attach"}
 	if err := unix.Bind(fd, addr); err != nil {
-		return strfmt.Errorf("Failed to bind socket: %s: %w", path, err)
+		return fmt.Errorf("Failed to bind socket: %s: %w", path, err)
 	}
 	s.bound = true
 	if err := unix.Fchmodat(dfd, "attach", 0o700, 0); err != nil {
-		return strfmt.Errorf("Failed to change socket permissions %s: %w", path, err)
+		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
 	}
 	if err := unix.Listen(fd, backlog); err != nil {
-		return strfmt.Errorf("Failed to listen on attach socket: %s: %w", path, err)
+		return fmt.Errorf("Failed to listen on attach socket: %s: %w", path, err)
 	}
 	return nil
 }

@@ -5,12 +5,11 @@ package ctl
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // lineBuf is conmon's 200-byte buffer: a line including its newline may use 199 bytes.
@@ -76,20 +75,20 @@ func Create(bundle string, h Handler, log Logger) (*FIFOs, error) {
 
 func openFIFO(path, what string) (*fifo, error) {
 	if err := unix.Unlink(path); err != nil && err != unix.ENOENT {
-		return nil, strfmt.Errorf("Failed to mkfifo at %s: %w", path, err)
+		return nil, fmt.Errorf("Failed to mkfifo at %s: %w", path, err)
 	}
 	if err := unix.Mkfifo(path, 0o660); err != nil {
-		return nil, strfmt.Errorf("Failed to mkfifo at %s: %w", path, err)
+		return nil, fmt.Errorf("Failed to mkfifo at %s: %w", path, err)
 	}
 	r, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, strfmt.Errorf("Failed to open %s read half: %w", what, err)
+		return nil, fmt.Errorf("Failed to open %s read half: %w", what, err)
 	}
 	// Does not block: the read half is open.
 	w, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(r)
-		return nil, strfmt.Errorf("Failed to open %s write half: %w", what, err)
+		return nil, fmt.Errorf("Failed to open %s write half: %w", what, err)
 	}
 	return &fifo{path: path, r: os.NewFile(uintptr(r), path), w: w}, nil
 }

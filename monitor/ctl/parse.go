@@ -2,8 +2,7 @@ package ctl
 
 import (
 	"errors"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
+	"fmt"
 )
 
 // ctl line (engine -> monitor), ASCII, one per message:
@@ -41,7 +40,7 @@ func ParseControl(line []byte) (Message, error) {
 		return Message{}, errFormat
 	}
 	if v[0] != TypeResize && v[0] != TypeReopen {
-		return Message{}, strfmt.Errorf("Invalid control message type: %d", v[0])
+		return Message{}, fmt.Errorf("Invalid control message type: %d", v[0])
 	}
 	if err := checkSize(v[1], v[2]); err != nil {
 		return Message{}, err
@@ -63,7 +62,7 @@ func ParseWinsz(line []byte) (rows, cols int, err error) {
 
 func checkSize(a, b int64) error {
 	if a < 0 || b < 0 || a > maxSize || b > maxSize {
-		return strfmt.Errorf("Invalid window size: %dx%d (must be between 0 and 1000)", a, b)
+		return fmt.Errorf("Invalid window size: %dx%d (must be between 0 and 1000)", a, b)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ package diag
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,8 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // Level is a verbosity level; a message is shown when its level is <= the configured one.
@@ -149,7 +148,7 @@ func (l *Logger) logf(v Level, format string, args ...any) {
 	if !l.Enabled(v) {
 		return
 	}
-	l.emit(v, tags[v], strfmt.Sprintf(format, args...), "")
+	l.emit(v, tags[v], fmt.Sprintf(format, args...), "")
 }
 
 // Errnof logs "<msg> <strerror>" on stderr and "<msg>: <strerror>" to syslog, the form
@@ -162,7 +161,7 @@ func (l *Logger) Errnof(v Level, err error, format string, args ...any) {
 	if v == Warning {
 		tag = "<pwarn>"
 	}
-	l.emit(v, tag, strfmt.Sprintf(format, args...), Strerror(err))
+	l.emit(v, tag, fmt.Sprintf(format, args...), Strerror(err))
 }
 
 // Syslog sends msg to syslog whether or not --syslog was given and whatever the level

@@ -7,6 +7,7 @@ package dispatch
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,7 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 	"github.com/conmon-go/conmon-go/monitor/trust"
 )
 
@@ -59,12 +59,12 @@ func dispatch(args []string) (int, error) {
 	case inv.sub == "create" || inv.sub == "run" || inv.sub == "restore":
 		// A record that later calls would ignore cannot keep the container on its runtime.
 		if err := trust.CheckDir(s.StateDir); err != nil {
-			return 1, strfmt.Errorf("trust state dir: %w", err)
+			return 1, fmt.Errorf("trust state dir: %w", err)
 		}
 		bundle := inv.bundle
 		if bundle == "" {
 			if bundle, err = os.Getwd(); err != nil {
-				return 1, strfmt.Errorf("get working directory: %w", err)
+				return 1, fmt.Errorf("get working directory: %w", err)
 			}
 		}
 		d, err := trust.Decide(s, bundle, inv.id)
@@ -91,7 +91,7 @@ func dispatch(args []string) (int, error) {
 func execRuntime(runtime string, args []string) error {
 	argv := append([]string{runtime}, args[1:]...)
 	err := unix.Exec(runtime, argv, os.Environ())
-	return strfmt.Errorf("exec %s: %w", runtime, err)
+	return fmt.Errorf("exec %s: %w", runtime, err)
 }
 
 // deleteContainer runs the runtime as a child to learn whether the container is gone
@@ -100,7 +100,7 @@ func deleteContainer(runtime string, args []string, stateDir, id string) (int, e
 	argv := append([]string{runtime}, args[1:]...)
 	pid, err := syscall.ForkExec(runtime, argv, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
 	if err != nil {
-		return 1, strfmt.Errorf("run %s: %w", runtime, err)
+		return 1, fmt.Errorf("run %s: %w", runtime, err)
 	}
 	var ws unix.WaitStatus
 	for {
@@ -110,7 +110,7 @@ func deleteContainer(runtime string, args []string, stateDir, id string) (int, e
 		}
 	}
 	if err != nil {
-		return 1, strfmt.Errorf("wait for %s: %w", runtime, err)
+		return 1, fmt.Errorf("wait for %s: %w", runtime, err)
 	}
 	switch {
 	case ws.Signaled():
@@ -243,7 +243,7 @@ func loadSettings(getenv func(string) string) (trust.Settings, error) {
 		return s, errors.New(envStateDir + " is not set: the dispatching runtime needs a trust state dir")
 	}
 	if s.DefaultTrust != "" && s.DefaultTrust != "trusted" && s.DefaultTrust != "untrusted" {
-		return s, strfmt.Errorf("invalid %s value %q (must be \"trusted\" or \"untrusted\")", envDefault, s.DefaultTrust)
+		return s, fmt.Errorf("invalid %s value %q (must be \"trusted\" or \"untrusted\")", envDefault, s.DefaultTrust)
 	}
 	if s.Trusted == "" {
 		s.Trusted = "runc"
@@ -275,17 +275,17 @@ func resolveRuntime(kind, path string) (string, error) {
 			}
 		}
 		if found == "" {
-			return "", strfmt.Errorf("%s runtime %q not found in PATH", kind, path)
+			return "", fmt.Errorf("%s runtime %q not found in PATH", kind, path)
 		}
 		path = found
 	}
 	if err := unix.Access(path, unix.X_OK); err != nil {
-		return "", strfmt.Errorf("%s runtime path %s is not valid: %w", kind, path, err)
+		return "", fmt.Errorf("%s runtime path %s is not valid: %w", kind, path, err)
 	}
 	self, err1 := os.Stat("/proc/self/exe")
 	target, err2 := os.Stat(path)
 	if err1 == nil && err2 == nil && os.SameFile(self, target) {
-		return "", strfmt.Errorf("%s runtime %s is the dispatching runtime itself", kind, path)
+		return "", fmt.Errorf("%s runtime %s is the dispatching runtime itself", kind, path)
 	}
 	return path, nil
 }
@@ -317,7 +317,7 @@ func readConf(path string) (map[string]string, error) {
 			ok = false
 		}
 		if !ok {
-			return nil, strfmt.Errorf("%s:%d: expected one of %s, %s, %s, %s as KEY=VALUE", path, n, envTrusted, envUntrusted, envDefault, envStateDir)
+			return nil, fmt.Errorf("%s:%d: expected one of %s, %s, %s, %s as KEY=VALUE", path, n, envTrusted, envUntrusted, envDefault, envStateDir)
 		}
 		if len(val) >= 2 && (val[0] == '"' || val[0] == '\'') && val[len(val)-1] == val[0] {
 			val = val[1 : len(val)-1]
@@ -325,7 +325,7 @@ func readConf(path string) (map[string]string, error) {
 		conf[key] = val
 	}
 	if err := sc.Err(); err != nil {
-		return nil, strfmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return conf, nil
 }
@@ -334,7 +334,7 @@ func readConf(path string) (map[string]string, error) {
 type logger struct{}
 
 func (logger) Warnf(format string, args ...any) {
-	msg := strfmt.Sprintf(format, args...)
+	msg := fmt.Sprintf(format, args...)
 	os.Stderr.WriteString(progName + ": warning: " + msg + "\n")
 	syslog(logWarning, msg)
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -15,8 +16,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // Logger is satisfied by the monitor's logger.
@@ -84,19 +83,19 @@ func watch(pid int, onOOM func(), log Logger, cfg config) (*Watcher, error) {
 	procFile := cfg.procRoot + "/" + strconv.Itoa(pid) + "/cgroup"
 	data, err := os.ReadFile(procFile)
 	if err != nil {
-		return nil, strfmt.Errorf("read cgroup of pid %d: %w", pid, err)
+		return nil, fmt.Errorf("read cgroup of pid %d: %w", pid, err)
 	}
 	w := &Watcher{onOOM: onOOM, log: log, done: make(chan struct{})}
 	if cfg.v2 {
 		path, ok := v2Path(data)
 		if !ok {
-			return nil, strfmt.Errorf("no cgroup v2 entry (0::) in %s", procFile)
+			return nil, fmt.Errorf("no cgroup v2 entry (0::) in %s", procFile)
 		}
 		return w, w.setupV2(cfg.cgroupRoot + path)
 	}
 	dir, ok := v1Path(data)
 	if !ok {
-		return nil, strfmt.Errorf("no memory controller entry in %s", procFile)
+		return nil, fmt.Errorf("no memory controller entry in %s", procFile)
 	}
 	return w, w.setupV1(cfg.cgroupRoot + "/" + dir)
 }

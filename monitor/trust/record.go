@@ -2,13 +2,12 @@ package trust
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/conmon-go/conmon-go/internal/strfmt"
 )
 
 // Record is one decision as stored in <dir>/<cid>.trust (§6): one JSON object on one
@@ -93,7 +92,7 @@ type InsecureDirError struct {
 }
 
 func (e *InsecureDirError) Error() string {
-	return strfmt.Sprintf("trust records in %s: directory owned by uid %d with mode %04o (must be owned by root or uid %d and not writable by group or others)",
+	return fmt.Sprintf("trust records in %s: directory owned by uid %d with mode %04o (must be owned by root or uid %d and not writable by group or others)",
 		e.Dir, e.UID, e.Mode, e.EUID)
 }
 
@@ -110,7 +109,7 @@ func (e *BadRecordError) Unwrap() error { return e.Err }
 // the container's own annotations.
 func recordPath(dir, id string) (string, error) {
 	if id == "" || id == "." || id == ".." || strings.ContainsRune(id, '/') {
-		return "", strfmt.Errorf("invalid container id %q for a trust record", id)
+		return "", fmt.Errorf("invalid container id %q for a trust record", id)
 	}
 	return filepath.Join(dir, id+".trust"), nil
 }
@@ -147,7 +146,7 @@ func WriteRecord(dir string, d Decision) error {
 	}.appendJSON(nil)
 	f, err := os.CreateTemp(dir, "."+d.CID+".trust.")
 	if err != nil {
-		return strfmt.Errorf("write trust record: %w", err)
+		return fmt.Errorf("write trust record: %w", err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(line)
@@ -162,7 +161,7 @@ func WriteRecord(dir string, d Decision) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return strfmt.Errorf("write trust record %s: %w", path, err)
+		return fmt.Errorf("write trust record %s: %w", path, err)
 	}
 	return nil
 }
