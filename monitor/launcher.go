@@ -156,7 +156,7 @@ func readStartPipe(fd int) error {
 // same argv and the engine's fds at their own numbers (lifecycle.md §3). A handshake pipe
 // holds the monitor back until the conmon pid file is written, so no container is ever
 // started by a monitor whose pid the engine cannot learn.
-func daemonize(args []string, opts *cli.Options, log *diag.Logger) int {
+func daemonize(args []string, opts *cli.Options, log *diag.Printer) int {
 	inherited := inheritedFDs()
 	maxFD := 2
 	for _, fd := range inherited {

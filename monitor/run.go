@@ -32,15 +32,9 @@ const (
 	maxRuntimeStderr  = 8191
 )
 
-// logger is what the monitor and its parts report through.
-type logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
 type monitor struct {
 	opts    *cli.Options
-	log     *diag.Logger
+	log     *diag.Printer
 	signals chan os.Signal
 	reaper  *reaper
 	spawner *spawner
@@ -73,7 +67,7 @@ type monitor struct {
 	hasPendingSize bool
 }
 
-func newMonitor(opts *cli.Options, log *diag.Logger, signals chan os.Signal, syncFD, startFD, attachFD int) *monitor {
+func newMonitor(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syncFD, startFD, attachFD int) *monitor {
 	m := &monitor{
 		opts:    opts,
 		log:     log,

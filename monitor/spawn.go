@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +39,7 @@ type spawner struct {
 
 // lowerOOMScore remembers the monitor's oom_score_adj and sets -1000: the monitor must
 // outlive its container to report the exit. Failure (no CAP_SYS_RESOURCE) is harmless.
-func (s *spawner) lowerOOMScore(log logger) {
+func (s *spawner) lowerOOMScore(log diag.Logger) {
 	data, err := os.ReadFile("/proc/self/oom_score_adj")
 	if err != nil {
 		log.Debugf("failed to read /proc/self/oom_score_adj: %v", err)

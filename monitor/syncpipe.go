@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -24,10 +26,10 @@ const maxSyncMessage = 4096
 // bytes into an otherwise empty buffer.
 type syncPipe struct {
 	fd  int // -1 once closed or absent
-	log logger
+	log diag.Logger
 }
 
-func newSyncPipe(fd int, log logger) *syncPipe { return &syncPipe{fd: fd, log: log} }
+func newSyncPipe(fd int, log diag.Logger) *syncPipe { return &syncPipe{fd: fd, log: log} }
 
 // send writes one message. EPIPE (podman closes its end before an exec's final message)
 // and every other error close the fd: the pipe only notifies and must never take the

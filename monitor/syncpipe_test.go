@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,7 +54,7 @@ func TestSyncPipeOneWritePerMessageAndEPIPE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newSyncPipe(fds[0], nopLogger{})
+	p := newSyncPipe(fds[0], diag.Discard)
 	p.send("data", 21669, "")
 	p.send("data", 6, "")
 	buf := make([]byte, 4096)
@@ -70,8 +71,3 @@ func TestSyncPipeOneWritePerMessageAndEPIPE(t *testing.T) {
 	}
 	p.send("data", 0, "") // and later sends are no-ops
 }
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}

@@ -21,7 +21,7 @@ type runtimeChoice struct {
 // selectRuntime applies trust-based runtime selection (trust-and-annotations.md §4). The
 // launcher announces the decision (stderr by level, syslog always); the monitor repeats it
 // silently from the same inputs and records it before the runtime starts.
-func selectRuntime(opts *cli.Options, log *diag.Logger, announce bool) (runtimeChoice, error) {
+func selectRuntime(opts *cli.Options, log *diag.Printer, announce bool) (runtimeChoice, error) {
 	if filepath.Base(opts.Runtime) == dispatcherName {
 		// The dispatcher decides and keeps the record for the container's whole life
 		// (§9); a decision and record of ours would bypass it and our record would be

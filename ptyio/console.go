@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +28,7 @@ const (
 // ConsoleSocket is the listener passed to the runtime as --console-socket (protocol.md §7).
 type ConsoleSocket struct {
 	Path string
-	Log  Logger // may be nil; receives the ONLCR and peer-slave warnings
+	Log  diag.Logger // may be nil; receives the ONLCR and peer-slave warnings
 
 	mu      sync.Mutex
 	l       *os.File // listener; nil once closed
@@ -94,7 +96,7 @@ func (c *ConsoleSocket) Close() {
 	if !c.removed {
 		c.removed = true
 		if err := unix.Unlink(c.Path); err != nil && err != unix.ENOENT {
-			orNop(c.Log).Warnf("Failed to remove console socket %s: %v", c.Path, err)
+			diag.OrDiscard(c.Log).Warnf("Failed to remove console socket %s: %v", c.Path, err)
 		}
 	}
 	if c.l != nil {
@@ -138,7 +140,7 @@ func (c *ConsoleSocket) Receive(done <-chan struct{}) (*Terminal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Failed to receive console file descriptor: %w", err)
 	}
-	return newTerminal(master, orNop(c.Log))
+	return newTerminal(master, diag.OrDiscard(c.Log))
 }
 
 // recvMaster reads the runtime's one message and returns the first fd it carries.
@@ -231,7 +233,7 @@ type Terminal struct {
 	peer   *os.File // our own slave, so the master never reports HUP; nil if unavailable
 }
 
-func newTerminal(fd int, log Logger) (*Terminal, error) {
+func newTerminal(fd int, log diag.Logger) (*Terminal, error) {
 	// Runtimes clear ONLCR; conmon sets it so container "\n" reaches logs as "\r\n".
 	if tio, err := unix.IoctlGetTermios(fd, unix.TCGETS); err != nil {
 		log.Warnf("Failed to get console terminal settings: %v", err)

@@ -28,21 +28,3 @@ type LogDriver interface {
 type Broadcaster interface {
 	Broadcast(s Stream, p []byte)
 }
-
-// Logger receives this package's diagnostics; the monitor's logger satisfies it.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}
-
-func orNop(l Logger) Logger {
-	if l == nil {
-		return nopLogger{}
-	}
-	return l
-}

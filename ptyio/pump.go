@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +39,7 @@ const (
 type Output struct {
 	Drivers []LogDriver
 	Attach  Broadcaster // may be nil
-	Log     Logger      // may be nil
+	Log     diag.Logger // may be nil
 }
 
 // Pump copies one stream of container output to the Output.
@@ -46,7 +48,7 @@ type Pump struct {
 	s   Stream
 	tty bool
 	out *Output
-	log Logger
+	log diag.Logger
 	rc  syscall.RawConn
 	buf []byte
 
@@ -70,7 +72,7 @@ type Pump struct {
 // out must not be nil. The pump never closes f.
 func StartPump(f *os.File, s Stream, tty bool, out *Output) *Pump {
 	p := &Pump{
-		f: f, s: s, tty: tty, out: out, log: orNop(out.Log),
+		f: f, s: s, tty: tty, out: out, log: diag.OrDiscard(out.Log),
 		buf:  make([]byte, readBufSize),
 		kick: make(chan struct{}), eof: make(chan struct{}), ended: make(chan struct{}),
 	}

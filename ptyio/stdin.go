@@ -4,6 +4,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
 // Stdin writes attach-client input to the container (protocol.md §5.3, §5.5).
@@ -11,7 +13,7 @@ type Stdin struct {
 	f          *os.File // nil: no destination, input is discarded
 	terminal   bool
 	closeOnEOF bool
-	log        Logger
+	log        diag.Logger
 	stopped    atomic.Bool
 }
 
@@ -19,8 +21,8 @@ type Stdin struct {
 // pty master (non-blocking, on the poller). closeOnClientEOF = -i && !--leave-stdin-open.
 // For a terminal "close" means: stop delivering (the master stays open for output); for a
 // pipe: close the write end.
-func NewStdin(f *os.File, terminal, closeOnClientEOF bool, log Logger) *Stdin {
-	return &Stdin{f: f, terminal: terminal, closeOnEOF: closeOnClientEOF, log: orNop(log)}
+func NewStdin(f *os.File, terminal, closeOnClientEOF bool, log diag.Logger) *Stdin {
+	return &Stdin{f: f, terminal: terminal, closeOnEOF: closeOnClientEOF, log: diag.OrDiscard(log)}
 }
 
 // WriteStdin writes all of p, waiting on the poller while the container does not read

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/ptyio"
@@ -36,24 +38,13 @@ const (
 	sunPathLen = 108 // sizeof(sockaddr_un.sun_path) on Linux
 )
 
-// Logger receives the server's diagnostics; the monitor's logger satisfies it.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}
-
 // Config describes where the socket lives and where client input goes.
 type Config struct {
 	Bundle    string // socket file is <Bundle>/attach
 	SocketDir string // "" with --full-attach; else symlink <SocketDir>/<CUUID> -> Bundle
 	CUUID     string
 	Stdin     StdinTarget // nil: client input is read and discarded
-	Log       Logger
+	Log       diag.Logger
 }
 
 // StdinTarget is the container's stdin as seen by the attach clients.
@@ -65,7 +56,7 @@ type StdinTarget interface {
 // Server is a listening attach socket and its clients.
 type Server struct {
 	cfg      Config
-	log      Logger
+	log      diag.Logger
 	sockPath string // <Bundle>/attach, unlinked by Remove
 	link     string // symlink name really created, "" with --full-attach
 	bound    bool   // the socket file exists because we created it
@@ -96,7 +87,7 @@ type Server struct {
 func Listen(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, sockPath: cfg.Bundle + "/attach", acceptDone: make(chan struct{})}
 	if s.log == nil {
-		s.log = nopLogger{}
+		s.log = diag.Discard
 	}
 	s.acceptFn = s.tryAccept
 	s.pendFn = s.acceptPending

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -21,22 +23,11 @@ type Handler interface {
 	Reopen()
 }
 
-// Logger receives warnings and debug messages; the monitor's logger satisfies it.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}
-
 // FIFOs holds both FIFOs and their reader goroutines.
 type FIFOs struct {
 	ctl, winsz *fifo
 	h          Handler
-	log        Logger
+	log        diag.Logger
 	hmu        sync.Mutex // serialises Handler calls from the two readers
 	wg         sync.WaitGroup
 	startOnce  sync.Once
@@ -55,9 +46,9 @@ type fifo struct {
 
 // Create makes <bundle>/ctl and <bundle>/winsz (replacing existing files) and opens them.
 // Nothing is read before Start.
-func Create(bundle string, h Handler, log Logger) (*FIFOs, error) {
+func Create(bundle string, h Handler, log diag.Logger) (*FIFOs, error) {
 	if log == nil {
-		log = nopLogger{}
+		log = diag.Discard
 	}
 	f := &FIFOs{h: h, log: log}
 	var err error

@@ -92,8 +92,32 @@ var tags = [...]string{
 	Trace:   "<ntrace>",
 }
 
-// Logger is safe for concurrent use. A nil *Logger discards everything.
-type Logger struct {
+// Logger is what every part of the monitor reports through. *Printer implements it; parts
+// used on their own (tests, tools) take Discard.
+type Logger interface {
+	Warnf(format string, args ...any)
+	Debugf(format string, args ...any)
+}
+
+// Discard drops every message.
+var Discard Logger = discard{}
+
+type discard struct{}
+
+func (discard) Warnf(string, ...any)  {}
+func (discard) Debugf(string, ...any) {}
+
+// OrDiscard returns l, or Discard when l is nil.
+func OrDiscard(l Logger) Logger {
+	if l == nil {
+		return Discard
+	}
+	return l
+}
+
+// Printer prints the monitor's messages. It is safe for concurrent use; a nil *Printer
+// discards everything.
+type Printer struct {
 	level    Level
 	syslog   bool
 	ident    string // basename of argv[0], the syslog identifier
@@ -107,7 +131,7 @@ type Logger struct {
 
 // New returns a logger showing messages up to level on stderr (nil: none), copying them to
 // syslog when syslog is true. tag is --log-tag ("" when not given).
-func New(level Level, stderr io.Writer, syslog bool, cid, tag string) *Logger {
+func New(level Level, stderr io.Writer, syslog bool, cid, tag string) *Printer {
 	id := cid
 	if tag != "" {
 		id = cid + ": " + tag
@@ -115,7 +139,7 @@ func New(level Level, stderr io.Writer, syslog bool, cid, tag string) *Logger {
 	if len(id) > 20 {
 		id = id[:20]
 	}
-	return &Logger{
+	return &Printer{
 		level:    level,
 		syslog:   syslog,
 		ident:    filepath.Base(os.Args[0]),
@@ -126,72 +150,72 @@ func New(level Level, stderr io.Writer, syslog bool, cid, tag string) *Logger {
 }
 
 // SetStderr redirects the stderr copy (nil: drop it), e.g. once stdio is /dev/null.
-func (l *Logger) SetStderr(w io.Writer) {
-	if l == nil {
+func (p *Printer) SetStderr(w io.Writer) {
+	if p == nil {
 		return
 	}
-	l.mu.Lock()
-	l.stderr = w
-	l.mu.Unlock()
+	p.mu.Lock()
+	p.stderr = w
+	p.mu.Unlock()
 }
 
 // Enabled reports whether messages of level v are shown.
-func (l *Logger) Enabled(v Level) bool { return l != nil && v <= l.level }
+func (p *Printer) Enabled(v Level) bool { return p != nil && v <= p.level }
 
-func (l *Logger) Errorf(format string, args ...any) { l.logf(Error, format, args...) }
-func (l *Logger) Warnf(format string, args ...any)  { l.logf(Warning, format, args...) }
-func (l *Logger) Infof(format string, args ...any)  { l.logf(Info, format, args...) }
-func (l *Logger) Debugf(format string, args ...any) { l.logf(Debug, format, args...) }
-func (l *Logger) Tracef(format string, args ...any) { l.logf(Trace, format, args...) }
+func (p *Printer) Errorf(format string, args ...any) { p.logf(Error, format, args...) }
+func (p *Printer) Warnf(format string, args ...any)  { p.logf(Warning, format, args...) }
+func (p *Printer) Infof(format string, args ...any)  { p.logf(Info, format, args...) }
+func (p *Printer) Debugf(format string, args ...any) { p.logf(Debug, format, args...) }
+func (p *Printer) Tracef(format string, args ...any) { p.logf(Trace, format, args...) }
 
-func (l *Logger) logf(v Level, format string, args ...any) {
-	if !l.Enabled(v) {
+func (p *Printer) logf(v Level, format string, args ...any) {
+	if !p.Enabled(v) {
 		return
 	}
-	l.emit(v, tags[v], fmt.Sprintf(format, args...), "")
+	p.emit(v, tags[v], fmt.Sprintf(format, args...), "")
 }
 
 // Errnof logs "<msg> <strerror>" on stderr and "<msg>: <strerror>" to syslog, the form
 // conmon uses for failed system calls.
-func (l *Logger) Errnof(v Level, err error, format string, args ...any) {
-	if !l.Enabled(v) {
+func (p *Printer) Errnof(v Level, err error, format string, args ...any) {
+	if !p.Enabled(v) {
 		return
 	}
 	tag := tags[v]
 	if v == Warning {
 		tag = "<pwarn>"
 	}
-	l.emit(v, tag, fmt.Sprintf(format, args...), Strerror(err))
+	p.emit(v, tag, fmt.Sprintf(format, args...), Strerror(err))
 }
 
 // Syslog sends msg to syslog whether or not --syslog was given and whatever the level
 // (used for the trust decision, which must never be lost).
-func (l *Logger) Syslog(v Level, msg string) {
-	if l == nil {
+func (p *Printer) Syslog(v Level, msg string) {
+	if p == nil {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sendSyslog(v, tags[v], msg, "")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sendSyslog(v, tags[v], msg, "")
 }
 
-func (l *Logger) emit(v Level, tag, msg, errText string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stderr != nil {
-		b := append(l.buf[:0], prefixes[v]...)
+func (p *Printer) emit(v Level, tag, msg, errText string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stderr != nil {
+		b := append(p.buf[:0], prefixes[v]...)
 		b = append(b, msg...)
 		if errText != "" {
 			b = append(b, ' ')
 			b = append(b, errText...)
 		}
 		b = append(b, '\n')
-		l.buf = b
+		p.buf = b
 		// A message that cannot be shown has nowhere else to go.
-		_, _ = l.stderr.Write(b)
+		_, _ = p.stderr.Write(b)
 	}
-	if l.syslog {
-		l.sendSyslog(v, tag, msg, errText)
+	if p.syslog {
+		p.sendSyslog(v, tag, msg, errText)
 	}
 }
 
@@ -201,20 +225,20 @@ func (l *Logger) emit(v Level, tag, msg, errText string) {
 //
 // The socket is opened per message: messages are rare, and a fresh socket survives a
 // restarted syslog daemon. MSG_DONTWAIT on a non-blocking socket means a full or absent
-// /dev/log drops the message instead of parking the caller. Called with l.mu held.
-func (l *Logger) sendSyslog(v Level, tag, msg, errText string) {
+// /dev/log drops the message instead of parking the caller. Called with p.mu held.
+func (p *Printer) sendSyslog(v Level, tag, msg, errText string) {
 	pri := priInfo
 	if v == Error {
 		pri = priErr
 	}
-	b := append(l.buf[:0], '<')
+	b := append(p.buf[:0], '<')
 	b = strconv.AppendInt(b, int64(pri), 10)
 	b = append(b, '>')
 	b = time.Now().AppendFormat(b, time.Stamp)
 	b = append(b, ' ')
-	b = append(b, l.ident...)
+	b = append(b, p.ident...)
 	b = append(b, ": conmon "...)
-	b = append(b, l.id...)
+	b = append(b, p.id...)
 	b = append(b, ' ')
 	b = append(b, tag...)
 	b = append(b, ": "...)
@@ -223,12 +247,12 @@ func (l *Logger) sendSyslog(v Level, tag, msg, errText string) {
 		b = append(b, ": "...)
 		b = append(b, errText...)
 	}
-	l.buf = b
+	p.buf = b
 
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return
 	}
-	_ = unix.Sendto(fd, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: l.sockPath})
+	_ = unix.Sendto(fd, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: p.sockPath})
 	_ = unix.Close(fd)
 }

@@ -33,7 +33,7 @@ func TestParseLevel(t *testing.T) {
 	}
 }
 
-func emitAll(l *Logger) {
+func emitAll(l *Printer) {
 	l.Errorf("e %d", 1)
 	l.Warnf("w %s", "x")
 	l.Infof("i")
@@ -79,7 +79,7 @@ func TestSetStderrAndNil(t *testing.T) {
 	if a.String() != "[conmon:i]: one\n" || b.String() != "[conmon:i]: two\n" {
 		t.Errorf("a=%q b=%q", a.String(), b.String())
 	}
-	var nl *Logger
+	var nl *Printer
 	nl.Errorf("x")
 	nl.Syslog(Error, "x")
 	nl.SetStderr(&a)

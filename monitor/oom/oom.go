@@ -15,19 +15,10 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
-
-// Logger is satisfied by the monitor's logger.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}
 
 // config holds the host paths, replaceable in tests.
 type config struct {
@@ -39,7 +30,7 @@ type config struct {
 // Watcher reports OOM kills in one cgroup. A zero Watcher watches nothing.
 type Watcher struct {
 	onOOM func()
-	log   Logger
+	log   diag.Logger
 
 	// mu makes "read a counter or event, then call onOOM" atomic, so that
 	// Final returns only after every event seen so far has been reported.
@@ -66,7 +57,7 @@ type Watcher struct {
 // Watch starts watching the memory cgroup of pid; onOOM is called (from the
 // watcher's goroutine or from Final) each time a new OOM kill is seen.
 // Missing cgroup support is not an error: the Watcher then watches nothing.
-func Watch(pid int, onOOM func(), log Logger) (*Watcher, error) {
+func Watch(pid int, onOOM func(), log diag.Logger) (*Watcher, error) {
 	cfg := config{procRoot: "/proc", cgroupRoot: "/sys/fs/cgroup"}
 	var st unix.Statfs_t
 	if err := unix.Statfs(cfg.cgroupRoot, &st); err != nil {
@@ -76,9 +67,9 @@ func Watch(pid int, onOOM func(), log Logger) (*Watcher, error) {
 	return watch(pid, onOOM, log, cfg)
 }
 
-func watch(pid int, onOOM func(), log Logger, cfg config) (*Watcher, error) {
+func watch(pid int, onOOM func(), log diag.Logger, cfg config) (*Watcher, error) {
 	if log == nil {
-		log = nopLogger{}
+		log = diag.Discard
 	}
 	procFile := cfg.procRoot + "/" + strconv.Itoa(pid) + "/cgroup"
 	data, err := os.ReadFile(procFile)

@@ -11,19 +11,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
-
-// Logger is satisfied by the monitor's logger.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}
 
 const (
 	// recvBufSize bounds one datagram; anything larger is dropped (MSG_TRUNC).
@@ -40,7 +31,7 @@ type Proxy struct {
 	in   *os.File // bound receiving socket, non-blocking
 	rc   syscall.RawConn
 	host string
-	log  Logger
+	log  diag.Logger
 	buf  []byte
 	oob  []byte
 
@@ -53,9 +44,9 @@ type Proxy struct {
 
 // NewProxy creates and binds <bundle>/notify/notify.sock (mode 0777). The
 // notify directory must already exist. hostSocket is where datagrams go.
-func NewProxy(bundle, hostSocket string, log Logger) (*Proxy, error) {
+func NewProxy(bundle, hostSocket string, log diag.Logger) (*Proxy, error) {
 	if log == nil {
-		log = nopLogger{}
+		log = diag.Discard
 	}
 	// Bind relative to a directory fd so a long bundle path never reaches sun_path.
 	dirfd, err := unix.Open(bundle, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

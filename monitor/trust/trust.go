@@ -12,22 +12,18 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"github.com/conmon-go/conmon-go/monitor/annotations"
 )
 
-// Logger receives warnings about ignored records; the monitor's logger satisfies it.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
 // Settings are the resolved trust options (flags or their environment fallbacks).
 type Settings struct {
-	Trusted      string // -r
-	Untrusted    string // --runtime-untrusted; "" when not configured
-	DefaultTrust string // "trusted" or "untrusted"; "" means "trusted"
-	StateDir     string // --trust-state-dir; "" when not configured
-	Log          Logger // nil: warnings are dropped
+	Trusted      string      // -r
+	Untrusted    string      // --runtime-untrusted; "" when not configured
+	DefaultTrust string      // "trusted" or "untrusted"; "" means "trusted"
+	StateDir     string      // --trust-state-dir; "" when not configured
+	Log          diag.Logger // nil: warnings are dropped
 }
 
 func (s Settings) warnf(format string, args ...any) {

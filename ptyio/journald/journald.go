@@ -13,22 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/ptyio"
 	"github.com/conmon-go/conmon-go/ptyio/linebuf"
 )
-
-// Logger is satisfied by the monitor's logger.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}
 
 // DefaultSocket is journald's native protocol socket.
 const DefaultSocket = "/run/systemd/journal/socket"
@@ -48,7 +39,7 @@ type Config struct {
 	Tag           string   // --log-tag, may be empty
 	Labels        []string // --log-label NAME=VALUE, validated by the caller
 	NoPartialFlag bool     // --no-container-partial-message
-	Log           Logger
+	Log           diag.Logger
 
 	socket string // journald's socket; DefaultSocket when empty (tests replace it)
 }
@@ -57,7 +48,7 @@ type Config struct {
 type Writer struct {
 	mu  sync.Mutex // guards everything below, also taken by the assembler's idle timer
 	asm *linebuf.Assembler
-	log Logger
+	log diag.Logger
 
 	cont [2]bool // per stream: the last record was partial, the next one continues its line
 	prio [2]byte // per stream: priority digit of the line in progress
@@ -94,7 +85,7 @@ func New(cfg Config) (*Writer, error) {
 	}
 	log := cfg.Log
 	if log == nil {
-		log = nopLogger{}
+		log = diag.Discard
 	}
 	path := cfg.socket
 	if path == "" {

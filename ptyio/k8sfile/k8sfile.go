@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/ptyio"
@@ -32,17 +34,6 @@ const (
 	openFlags = unix.O_WRONLY | unix.O_APPEND | unix.O_CREAT | unix.O_CLOEXEC
 )
 
-// Logger receives the driver's warnings; the monitor's logger satisfies it.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
-type nopLogger struct{}
-
-func (nopLogger) Warnf(string, ...any)  {}
-func (nopLogger) Debugf(string, ...any) {}
-
 // Config describes one k8s-file log.
 type Config struct {
 	Path          string
@@ -51,7 +42,7 @@ type Config struct {
 	Rotate        bool  // --log-rotate: rotate instead of truncating
 	MaxFiles      int   // --log-max-files: backups kept when rotating (< 1 counts as 1)
 	AllowlistDirs []string
-	Log           Logger
+	Log           diag.Logger
 }
 
 var _ ptyio.LogDriver = (*Writer)(nil)
@@ -60,7 +51,7 @@ var _ ptyio.LogDriver = (*Writer)(nil)
 type Writer struct {
 	mu   sync.Mutex
 	cfg  Config
-	log  Logger
+	log  diag.Logger
 	asm  *linebuf.Assembler
 	dir  string // parent directory of cfg.Path
 	base string // file name of cfg.Path
@@ -108,7 +99,7 @@ func Open(cfg Config) (*Writer, error) {
 		global: st.Size,
 	}
 	if w.log == nil {
-		w.log = nopLogger{}
+		w.log = diag.Discard
 	}
 	w.asm = linebuf.New(&w.mu, (*emitter)(w), w.log)
 	return w, nil

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
 	"github.com/conmon-go/conmon-go/ptyio"
 	"github.com/conmon-go/conmon-go/ptyio/linebuf"
 )
@@ -513,7 +514,7 @@ func TestGlobalMax(t *testing.T) {
 }
 
 // openOnTmpfs opens a writer for a log on a 64 KiB tmpfs, unmounted at cleanup.
-func openOnTmpfs(t *testing.T, log Logger) (w *Writer, dir string) {
+func openOnTmpfs(t *testing.T, log diag.Logger) (w *Writer, dir string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts a tmpfs")
 	}

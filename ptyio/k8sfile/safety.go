@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
 // checkRotatable is conmon 2.2.x's path safety check before a rotation (logging.md §6). It
 // returns an O_PATH fd of the parent directory for the renames. The directory checks apply
 // only when the log file does not exist, as in 2.2.x.
-func checkRotatable(path string, allow []string, log Logger) (int, error) {
+func checkRotatable(path string, allow []string, log diag.Logger) (int, error) {
 	if strings.Contains(path, "../") || strings.Contains(path, "/..") {
 		return -1, errors.New("log path " + path + " contains '..'")
 	}
@@ -28,7 +30,7 @@ func checkRotatable(path string, allow []string, log Logger) (int, error) {
 	return dfd, nil
 }
 
-func checkDir(dfd int, dir, base string, allow []string, log Logger) error {
+func checkDir(dfd int, dir, base string, allow []string, log diag.Logger) error {
 	var st unix.Stat_t
 	err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 	if err == nil {
@@ -75,7 +77,7 @@ func checkDir(dfd int, dir, base string, allow []string, log Logger) error {
 
 // allowed reports whether dir is one of the allowlisted directories or below one (prefix
 // match at a '/' boundary, both sides canonical).
-func allowed(dir string, allow []string, log Logger) bool {
+func allowed(dir string, allow []string, log diag.Logger) bool {
 	for _, a := range allow {
 		c, err := filepath.EvalSymlinks(a)
 		if err == nil {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"github.com/conmon-go/conmon-go/ptyio"
 )
 
@@ -39,17 +41,11 @@ type Emitter interface {
 	IdleDone()
 }
 
-// Logger receives diagnostics; the monitor's logger satisfies it.
-type Logger interface {
-	Warnf(format string, args ...any)
-	Debugf(format string, args ...any)
-}
-
 // Assembler holds the pending bytes of stdout and stderr.
 type Assembler struct {
 	mu  sync.Locker
 	e   Emitter
-	log Logger
+	log diag.Logger
 	st  [2]line // indexed by stream&1: Stdout (2) -> 0, Stderr (3) -> 1
 }
 
@@ -67,7 +63,7 @@ type line struct {
 
 // New returns an assembler emitting to e. mu is the lock its caller holds around every
 // call; the idle timer takes it too. log may be nil.
-func New(mu sync.Locker, e Emitter, log Logger) *Assembler {
+func New(mu sync.Locker, e Emitter, log diag.Logger) *Assembler {
 	a := &Assembler{mu: mu, e: e, log: log}
 	for i, s := range [2]Stream{ptyio.Stdout, ptyio.Stderr} {
 		l := &a.st[i]
