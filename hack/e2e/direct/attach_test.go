@@ -51,7 +51,7 @@ func TestAttachTwoClients(t *testing.T) {
 			t.Errorf("client %d: stdout %q stderr %q", i+1, trunc([]byte(out)), r.err.String())
 		}
 	}
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Errorf("exit file %q", got)
 	}
 }
@@ -72,7 +72,7 @@ func TestAttachStdinPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.readToEOF(10 * time.Second)
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Errorf("exit file %q: cat should end on stdin EOF", got)
 	}
 }
@@ -96,7 +96,7 @@ func TestAttachStdinTTY(t *testing.T) {
 	if r.err.Len() != 0 {
 		t.Errorf("terminal output on stream 3: %q", r.err.String())
 	}
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Errorf("exit file %q", got)
 	}
 	if s := string(joined(readLog(t, c.logPath), "stdout")); !strings.Contains(s, "hello\r\n") {
@@ -148,7 +148,7 @@ func TestAttachStdinEOF(t *testing.T) {
 		r2.readUntil(func() bool { return r2.out.String() == "b\n" }, 10*time.Second)
 		r1.readUntil(func() bool { return r1.out.String() == "a\nb\n" }, 10*time.Second)
 		c.mustRunc("kill", c.id, "KILL")
-		if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "137" {
+		if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "137" {
 			t.Errorf("exit file %q, want 137 (stdin must have stayed open)", got)
 		}
 		if s := string(joined(readLog(t, c.logPath), "stdout")); s != "a\nb\n" {
@@ -185,7 +185,7 @@ func TestAttachClientNeverReads(t *testing.T) {
 	podmanStyle.create(t, c)
 	podmanClient(t, c, false) // connected, never read
 	c.start()
-	if got := waitFile(t, c.exitFile(), 60*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 60*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Fatalf("exit file %q", got)
 	}
 	size := 0
@@ -209,7 +209,7 @@ func TestAttachResize(t *testing.T) {
 	if r.out.String() != "20 40\r\n" {
 		t.Errorf("terminal output %q, want 20 40\\r\\n", r.out.String())
 	}
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Errorf("exit file %q", got)
 	}
 }
@@ -253,7 +253,7 @@ func TestAttachSocketDirSymlink(t *testing.T) {
 	if r.out.String() != "hi\n" || r.err.String() != "err\n" {
 		t.Errorf("stdout %q stderr %q", r.out.String(), r.err.String())
 	}
-	waitFile(t, c.exitFile(), 10*time.Second, false)
+	e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty)
 	t.Run("removed-at-exit", func(t *testing.T) {
 		requireConmonGo(t) // 2.1.6 leaks the symlink
 		mon, err := readPidFile(c.conmonPid)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +37,7 @@ func TestClientNeverReads(t *testing.T) {
 		}
 		c.start()
 		started := time.Now()
-		if s := waitFile(t, c.exitFile(), 60*time.Second, false); string(s) != "0" {
+		if s := e2eutil.WaitFile(t, c.exitFile(), 60*time.Second, e2eutil.NonEmpty); string(s) != "0" {
 			t.Fatalf("exit file %q", s)
 		}
 		elapsed := time.Since(started)

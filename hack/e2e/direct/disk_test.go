@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -46,7 +48,7 @@ func TestLogDiskFull(t *testing.T) {
 		t.Fatalf("sync %q (%v); stderr %q", msg.raw, err, m.stderr.String())
 	}
 	c.start()
-	if got := waitFile(t, c.exitFile(), 20*time.Second, false); string(got) != "7" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 20*time.Second, e2eutil.NonEmpty); string(got) != "7" {
 		t.Fatalf("exit file %q, want 7", got)
 	}
 	if code := m.wait(10 * time.Second); code != 7 {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // A process left behind by the container's main process writes 100 ms after the exit; it
@@ -27,7 +29,7 @@ func TestDrainLateWriter(t *testing.T) {
 			crioStyle.createOK(t, c)
 			c.start()
 			started := time.Now()
-			if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+			if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 				t.Fatalf("exit file %q, want 0", got)
 			}
 			elapsed := time.Since(started)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // createOK starts a monitor for c in the engine's style and checks that the first sync
@@ -30,7 +32,7 @@ func runToExit(t *testing.T, c *container, bin string, timeout time.Duration, ex
 		t.Fatalf("sync %q", msg.raw)
 	}
 	c.start()
-	return string(waitFile(t, c.exitFile(), timeout, false))
+	return string(e2eutil.WaitFile(t, c.exitFile(), timeout, e2eutil.NonEmpty))
 }
 
 type execOpts struct {
@@ -96,7 +98,7 @@ func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...
 	}
 	r.readToEOF(10 * time.Second)
 	res.out, res.err = r.out.String(), r.err.String()
-	got := string(waitFile(t, filepath.Join(dir, "exit", c.id), 5*time.Second, false))
+	got := string(e2eutil.WaitFile(t, filepath.Join(dir, "exit", c.id), 5*time.Second, e2eutil.NonEmpty))
 	if res.status, err = strconv.Atoi(got); err != nil {
 		t.Fatalf("exec exit file %q", got)
 	}

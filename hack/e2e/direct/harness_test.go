@@ -595,23 +595,6 @@ func (w *inotify) next(deadline time.Time) ([]fsEvent, error) {
 	return evs, nil
 }
 
-// waitFile waits (inotify, bounded) until path exists with non-empty content, or with
-// any content when allowEmpty, and returns it.
-func waitFile(t *testing.T, path string, timeout time.Duration, allowEmpty bool) []byte {
-	t.Helper()
-	w := watchDirs(t, filepath.Dir(path))
-	deadline := time.Now().Add(timeout)
-	for {
-		data, err := os.ReadFile(path)
-		if err == nil && (allowEmpty || len(data) > 0) {
-			return data
-		}
-		if _, err := w.next(deadline); err != nil {
-			t.Fatalf("waiting for %s: %v (gave up after %v)", path, err, timeout)
-		}
-	}
-}
-
 // ---- k8s-file logs ----
 
 type record struct {

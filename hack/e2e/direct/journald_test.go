@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+
 	"github.com/conmon-go/conmon-go/ptyio/journald/journaldtest"
 )
 
@@ -37,7 +39,7 @@ func TestJournald(t *testing.T) {
 				crioStyle.createOK(t, c, append(extra, "-l", "journald:")...)
 			}
 			c.start()
-			if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+			if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 				t.Fatalf("exit file %q", got)
 			}
 			entries := journaldtest.Entries(t, c.id, len(wants))

@@ -127,7 +127,7 @@ func TestCreateStartExitCodes(t *testing.T) {
 					waitLog(t, c.logPath, "stdout", "ready\n", 10*time.Second)
 					c.mustRunc("kill", c.id, tc.kill)
 				}
-				got := waitFile(t, c.exitFile(), 10*time.Second, false)
+				got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty)
 				if string(got) != tc.want {
 					t.Errorf("exit file %q, want %q", got, tc.want)
 				}
@@ -182,7 +182,7 @@ func TestCreateFailureNonexistent(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got := string(waitFile(t, out, 10*time.Second+time.Duration(delay)*time.Second, false))
+				got := string(e2eutil.WaitFile(t, out, 10*time.Second+time.Duration(delay)*time.Second, e2eutil.NonEmpty))
 				if delay > 0 {
 					if el := time.Since(sent); el < time.Duration(delay)*time.Second-100*time.Millisecond {
 						t.Errorf("exit command ran %v after the failure message, want >= %ds (--exit-delay)", el, delay)
@@ -251,7 +251,7 @@ func TestMonitorForwardsSIGTERM(t *testing.T) {
 	if err := unix.Kill(mon, unix.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "143" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "143" {
 		t.Errorf("exit file %q, want 143 (SIGTERM forwarded to the container)", got)
 	}
 }
@@ -278,7 +278,7 @@ func TestMonitorSurvivesSIGHUP(t *testing.T) {
 	}
 	// Only a surviving monitor can report the exit that follows.
 	c.mustRunc("kill", c.id, "KILL")
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "137" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "137" {
 		t.Errorf("exit file %q, want 137 after signals to the monitor and SIGKILL to the container", got)
 	}
 }

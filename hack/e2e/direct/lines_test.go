@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // Line assembly through the monitor (logging.md §3.2, better-than-conmon.md 1.1 #2).
@@ -61,7 +63,7 @@ func TestLinePromptVisibleWhileRunning(t *testing.T) {
 	if _, err := client.Write([]byte("bob\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Fatalf("exit file %q", got)
 	}
 	if s := masked(readLog(t, c.logPath), "stdout"); s != "TS stdout P \"name? \"\nTS stdout F \"hi bob\\n\"\n" {
@@ -94,7 +96,7 @@ func TestLineBinarySurvives(t *testing.T) {
 	if err := client.CloseWrite(); err != nil { // -i: cat sees EOF
 		t.Fatal(err)
 	}
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Fatalf("exit file %q", got)
 	}
 	recs := readLog(t, c.logPath)

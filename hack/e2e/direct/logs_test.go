@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // goldenScript writes newline-aligned output, so conmon's per-read records and
@@ -108,7 +110,7 @@ func TestLogPromptWithoutNewline(t *testing.T) {
 	// Visible while the container still waits (logs -f shows prompts).
 	waitLog(t, c.logPath, "stdout", "prompt> ", 10*time.Second)
 	c.mustRunc("kill", c.id, "KILL")
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "137" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "137" {
 		t.Errorf("exit file %q, want 137", got)
 	}
 	recs := readLog(t, c.logPath)
@@ -146,12 +148,12 @@ func TestLogReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeCtl(t, c.bundle, "2 0 0\n")
-	waitFile(t, c.logPath, 10*time.Second, true)
+	e2eutil.WaitFile(t, c.logPath, 10*time.Second, nil)
 
 	if _, err := client.Write([]byte("go\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Errorf("exit file %q", got)
 	}
 	if s := string(joined(readLog(t, c.logPath), "stdout")); s != "after\n" {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -137,7 +139,7 @@ func TestLogReopenCreateEvent(t *testing.T) {
 			if err := client.CloseWrite(); err != nil { // -i: stdin closes, the loop ends
 				t.Fatal(err)
 			}
-			if got := waitFile(t, c.exitFile(), 10*time.Second, false); string(got) != "0" {
+			if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 				t.Errorf("exit file %q", got)
 			}
 			if s := logText(t, c.logPath); s != "after\n" {

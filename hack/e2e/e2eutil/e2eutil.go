@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -103,3 +104,36 @@ func ModuleRoot() (string, error) {
 		}
 	}
 }
+
+// WaitFile waits until path exists and its content satisfies ready (nil: any content,
+// even empty), and returns the content; the test fails after timeout. Events in path's
+// directory wake it (inotify), so it neither polls nor sleeps; monitors create their files
+// by rename or by writing in place, and both are seen.
+func WaitFile(t testing.TB, path string, timeout time.Duration, ready func([]byte) bool) []byte {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatalf("inotify_init1: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify")
+	defer f.Close()
+	dir := filepath.Dir(path)
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_MODIFY); err != nil {
+		t.Fatalf("inotify_add_watch %s: %v", dir, err)
+	}
+	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		if data, err := os.ReadFile(path); err == nil && (ready == nil || ready(data)) {
+			return data
+		}
+		if _, err := f.Read(buf); err != nil {
+			t.Fatalf("waiting for %s: %v (gave up after %v)", path, err, timeout)
+		}
+	}
+}
+
+// NonEmpty accepts a file with content: exit files are renamed into place complete.
+func NonEmpty(data []byte) bool { return len(data) > 0 }

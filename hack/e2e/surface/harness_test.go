@@ -298,27 +298,12 @@ func (c *ctr) start() {
 // waitExit waits (bounded poll) for <exit-dir>/<cid> and returns its status.
 func (c *ctr) waitExit(timeout time.Duration) int {
 	c.t.Helper()
-	data := waitFile(c.t, filepath.Join(c.exitDir, c.id), timeout)
+	data := e2eutil.WaitFile(c.t, filepath.Join(c.exitDir, c.id), timeout, e2eutil.NonEmpty)
 	n, err := strconv.Atoi(string(data))
 	if err != nil {
 		c.t.Fatalf("exit file %q: %v", data, err)
 	}
 	return n
-}
-
-// waitFile polls for a non-empty file: the monitor renames it into place atomically.
-func waitFile(t *testing.T, path string, timeout time.Duration) []byte {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
-			return data
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear within %v", path, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // recorder writes a runtime wrapper that records its argv (one per line), its pid,

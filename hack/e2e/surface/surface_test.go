@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -236,7 +238,7 @@ func TestPreservedAndInheritedFDs(t *testing.T) {
 	if string(got) != "preserved\n" {
 		t.Errorf("container wrote %q on its fd 3, want %q (leakN: an fd beyond the preserved one)", got, "preserved\n")
 	}
-	waitFile(t, out, 10*time.Second)
+	e2eutil.WaitFile(t, out, 10*time.Second, e2eutil.NonEmpty)
 	fds, _ := os.ReadFile(out + ".fds")
 	if got := fdNames(string(fds)); !slices.Equal(got, []string{"0", "1", "2"}) {
 		t.Errorf("exit command fds %q, want 0 1 2:\n%s", got, fds)
@@ -271,7 +273,7 @@ func TestOOMScoreAdj(t *testing.T) {
 	if st := c.waitExit(20 * time.Second); st != 137 {
 		t.Errorf("exit status %d, want 137", st)
 	}
-	if got := strings.TrimSpace(string(waitFile(t, out, 10*time.Second))); got != "123" {
+	if got := strings.TrimSpace(string(e2eutil.WaitFile(t, out, 10*time.Second, e2eutil.NonEmpty))); got != "123" {
 		t.Errorf("exit command oom_score_adj %s, want 123", got)
 	}
 }

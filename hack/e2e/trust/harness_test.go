@@ -356,7 +356,7 @@ func (c *ctr) start() {
 // waitExit waits for the exit file, then for the monitor to end, and returns the status.
 func (c *ctr) waitExit() int {
 	c.w.t.Helper()
-	data := waitFile(c.w.t, filepath.Join(c.w.exits, c.id), 20*time.Second)
+	data := e2eutil.WaitFile(c.w.t, filepath.Join(c.w.exits, c.id), 20*time.Second, e2eutil.NonEmpty)
 	if pid, err := readPid(c.conmonPid); err == nil && !e2eutil.WaitPidGone(pid, 10*time.Second) {
 		c.w.t.Fatalf("monitor %d still running 10s after the exit file", pid)
 	}
@@ -455,32 +455,6 @@ func readPid(path string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(string(data))
-}
-
-// waitFile waits (inotify on the directory, bounded) until path exists and is not empty.
-func waitFile(t *testing.T, path string, timeout time.Duration) []byte {
-	t.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := os.NewFile(uintptr(fd), "inotify")
-	defer f.Close()
-	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(path), unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	for {
-		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
-			return data
-		}
-		if _, err := f.Read(buf); err != nil {
-			t.Fatalf("waiting for %s: %v", path, err)
-		}
-	}
 }
 
 // devDir builds a minimal /dev (device nodes, /dev/pts mount point) with a datagram socket
