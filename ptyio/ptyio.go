@@ -24,7 +24,9 @@ type LogDriver interface {
 	Close() error
 }
 
-// Broadcaster is the attach side seen by the output path. Broadcast never blocks.
+// Broadcaster is the attach side seen by the output path. Broadcast waits only while an
+// attach client that keeps reading is behind (back-pressure, as with conmon), at most
+// about half a second for one that stopped reading, which is then disconnected.
 type Broadcaster interface {
 	Broadcast(s Stream, p []byte)
 }

@@ -94,19 +94,32 @@ func newClient(s *Server, fd int) (*client, error) {
 	return c, nil
 }
 
-// enqueue appends p as frames; runs under Server.mu. It waits for room only while the
-// client makes progress (stallTimeout).
+// tryEnqueue appends p as frames when all of them fit; false (nothing queued) otherwise.
+func (c *client) tryEnqueue(stream byte, p []byte) bool {
+	need := len(p) + (len(p)+maxPayload-1)/maxPayload*(recHdr+1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.outDone {
+		return true
+	}
+	if queueSize-c.used < need {
+		return false
+	}
+	c.startStallClock()
+	c.putFrames(stream, p)
+	c.cond.Signal()
+	return true
+}
+
+// enqueue appends p as frames, waiting for room while the client makes progress; a
+// client that made none for stallTimeout is disconnected.
 func (c *client) enqueue(stream byte, p []byte) {
 	c.mu.Lock()
 	if c.outDone {
 		c.mu.Unlock()
 		return
 	}
-	if c.used == 0 {
-		// The stall clock runs only while there is something to send: a client whose queue
-		// was empty (its writer idle, or not yet scheduled) is not behind.
-		c.sent = time.Now()
-	}
+	c.startStallClock()
 	for len(p) > 0 {
 		n := min(len(p), maxPayload)
 		if queueSize-c.used < recHdr+1+n && !c.waitForRoom(recHdr+1+n) {
@@ -122,13 +135,30 @@ func (c *client) enqueue(stream byte, p []byte) {
 			c.rc.Control(shutRDWR)
 			return
 		}
+		c.putFrames(stream, p[:n])
+		p = p[n:]
+	}
+	c.cond.Signal()
+	c.mu.Unlock()
+}
+
+// startStallClock starts measuring the time without progress when the queue is empty: a
+// client whose writer was idle (or not yet scheduled) is not behind.
+func (c *client) startStallClock() {
+	if c.used == 0 {
+		c.sent = time.Now()
+	}
+}
+
+// putFrames appends p, which fits, as frames of at most maxPayload bytes.
+func (c *client) putFrames(stream byte, p []byte) {
+	for len(p) > 0 {
+		n := min(len(p), maxPayload)
 		hdr := [recHdr + 1]byte{byte(n + 1), byte((n + 1) >> 8), stream}
 		c.put(hdr[:])
 		c.put(p[:n])
 		p = p[n:]
 	}
-	c.cond.Signal()
-	c.mu.Unlock()
 }
 
 // waitForRoom waits, with c.mu held, until need bytes fit into the queue; false when the

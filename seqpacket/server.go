@@ -1,6 +1,9 @@
 // Package seqpacket serves the attach socket <bundle>/attach (protocol.md §5): a
 // SOCK_SEQPACKET listener bound through a directory fd, output frames fanned out to every
 // client through bounded per-client queues, client datagrams delivered to container stdin.
+// A client that reads slowly holds the output back and loses nothing; one that makes no
+// progress for stallTimeout is disconnected; neither holds back new clients or the input of
+// the others.
 package seqpacket
 
 import (
@@ -61,19 +64,20 @@ type Server struct {
 	link     string // symlink name really created, "" with --full-attach
 	bound    bool   // the socket file exists because we created it
 
-	lf       *os.File
-	lrc      syscall.RawConn
-	acceptFn func(fd uintptr) bool
-	pendFn   func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
+	lf     *os.File
+	lrc    syscall.RawConn
+	pendFn func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
 	// hadClient: a client was accepted. Until then every Broadcast first accepts what
 	// waits in the backlog (one accept4 returning EAGAIN, well under a microsecond per
 	// read); later clients attach to a running stream and race with it anyway.
 	hadClient atomic.Bool
-	afd       int   // result of acceptFn
-	aerr      error // result of acceptFn
 
-	mu         sync.Mutex // guards clients, started, closing
-	clients    [maxClients]*client
+	mu      sync.Mutex // guards clients, started, closing
+	clients [maxClients]*client
+	// bmu serialises Broadcast (every client sees the streams' frames in one order) and
+	// guards targets, its copy of the client list.
+	bmu        sync.Mutex
+	targets    [maxClients]*client
 	started    bool
 	closing    bool
 	acceptDone chan struct{}
@@ -89,7 +93,6 @@ func Listen(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = diag.Discard
 	}
-	s.acceptFn = s.tryAccept
 	s.pendFn = s.acceptPending
 	parent := cfg.Bundle
 	if cfg.SocketDir != "" {
@@ -187,37 +190,35 @@ func (s *Server) Start() {
 func (s *Server) acceptLoop() {
 	defer close(s.acceptDone)
 	defer s.catch("accept")
+	var (
+		nfd int
+		err error // of the accept4 call, not of the wait
+	)
+	accept := func(fd uintptr) bool {
+		nfd, err = tryAccept(fd)
+		return err != unix.EAGAIN // EAGAIN: wait until readable
+	}
 	for {
-		if err := s.lrc.Read(s.acceptFn); err != nil {
+		if s.lrc.Read(accept) != nil {
 			return // listener closed by Shutdown
 		}
-		if s.aerr != nil {
-			s.log.Warnf("Failed to accept client connection on attach socket: %v", s.aerr)
-			if s.aerr == unix.EMFILE || s.aerr == unix.ENFILE || s.aerr == unix.ENOBUFS || s.aerr == unix.ENOMEM {
+		if err != nil {
+			s.log.Warnf("Failed to accept client connection on attach socket: %v", err)
+			if err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOBUFS || err == unix.ENOMEM {
 				// The listener stays readable: back off instead of spinning.
 				time.Sleep(100 * time.Millisecond)
 			}
 			continue
 		}
-		s.addClient(s.afd)
+		s.addClient(nfd)
 	}
 }
 
-// tryAccept runs inside the poller's Read: false means "wait until readable".
-func (s *Server) tryAccept(fd uintptr) bool {
+func tryAccept(fd uintptr) (int, error) {
 	for {
 		nfd, _, err := unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		switch err {
-		case nil:
-			s.afd, s.aerr = nfd, nil
-			return true
-		case unix.EINTR, unix.ECONNABORTED:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			s.afd, s.aerr = -1, err
-			return true
+		if err != unix.EINTR && err != unix.ECONNABORTED {
+			return nfd, err
 		}
 	}
 }
@@ -285,22 +286,38 @@ func (s *Server) forget(c *client) {
 	s.mu.Unlock()
 }
 
-// Broadcast queues p, cut into frames of at most 8192 payload bytes, to every client. It
-// never blocks: a client whose queue cannot take a frame is disconnected.
+// Broadcast queues p, cut into frames of at most 8192 payload bytes, to every client.
+// Clients with room get the frames at once; then Broadcast waits for each client that is
+// behind, as long as it keeps reading (back-pressure, as with conmon: nothing is lost), and
+// disconnects one that made no progress for stallTimeout. It never holds the client list
+// while it waits, so new clients are accepted and client input flows meanwhile.
 func (s *Server) Broadcast(stream ptyio.Stream, p []byte) {
 	if len(p) == 0 {
 		return
 	}
+	s.bmu.Lock()
+	defer s.bmu.Unlock()
 	if s.lrc != nil && !s.hadClient.Load() {
 		s.lrc.Control(s.pendFn)
 	}
 	s.mu.Lock()
+	targets := s.targets[:0]
 	for _, c := range s.clients {
 		if c != nil {
-			c.enqueue(byte(stream), p)
+			targets = append(targets, c)
 		}
 	}
 	s.mu.Unlock()
+	behind := targets[:0]
+	for _, c := range targets {
+		if !c.tryEnqueue(byte(stream), p) {
+			behind = append(behind, c)
+		}
+	}
+	for _, c := range behind {
+		c.enqueue(byte(stream), p)
+	}
+	clear(s.targets[:]) // no reference to a client outlives its connection
 }
 
 // Shutdown stops accepting, gives the clients' queued frames up to flush in total to be

@@ -394,6 +394,56 @@ func TestSlowClientDisconnected(t *testing.T) {
 	}
 }
 
+// While Broadcast waits for a client that stopped reading, the client list stays free: a
+// new client is accepted and a fast client receives the frame before the stuck client is
+// given up.
+func TestStuckClientHoldsNothingBack(t *testing.T) {
+	bundle := t.TempDir()
+	s, log := startServer(t, Config{Bundle: bundle})
+	connect(t, log, bundle+"/attach", 1) // never reads
+	fast := startReader(connect(t, log, bundle+"/attach", 2), false, nil)
+	s.mu.Lock()
+	stuck := s.clients[0]
+	s.mu.Unlock()
+
+	// Fill the stuck client's queue until its writer cannot send any more.
+	chunk := make([]byte, 64<<10)
+	sent := int64(0)
+	for !stuck.blockedFull(len(chunk)) {
+		s.Broadcast(ptyio.Stdout, chunk)
+		sent += int64(len(chunk))
+	}
+	fast.waitGot(t, sent)
+
+	done := make(chan struct{})
+	go func() {
+		s.Broadcast(ptyio.Stdout, chunk) // waits stallTimeout for the stuck client
+		close(done)
+	}()
+	fast.waitGot(t, sent+int64(len(chunk)))
+	connect(t, log, bundle+"/attach", 3)
+	select {
+	case <-done:
+		t.Fatal("Broadcast returned before the new client was accepted: it held the client list while waiting")
+	default:
+	}
+	<-done
+	if n := log.count("too slow"); n != 1 {
+		t.Fatalf("%d slow-client warnings, want 1", n)
+	}
+}
+
+// blockedFull reports whether a frame of n bytes finds no room in the queue and the
+// writer cannot send (the peer's socket buffer is full).
+func (c *client) blockedFull(n int) bool {
+	c.mu.Lock()
+	full := queueSize-c.used < n+recHdr+1
+	c.mu.Unlock()
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
+	ready, _ := unix.Poll(fds, 0)
+	return full && ready == 0
+}
+
 func TestStdinBackpressure(t *testing.T) {
 	bundle := t.TempDir()
 	ps := newPipeStdin(t, 4096)
