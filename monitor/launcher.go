@@ -44,6 +44,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		return 1
 	}
 	log := diag.New(opts.Level, os.Stderr, opts.Syslog, opts.CID, opts.LogTag)
+	defer log.Flush()
 	if opts.Logs.HasK8s {
 		// Created here so that a bad path reaches the caller (cli.md §4 step 19).
 		fd, err := unix.Open(opts.Logs.K8sPath, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC, 0o640)
@@ -246,6 +247,7 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 	cwd, _ := os.Getwd()
 	_, verr := opts.Validate(cwd, os.Getenv)
 	log := diag.New(opts.Level, os.Stderr, opts.Syslog, opts.CID, opts.LogTag)
+	defer log.Flush()
 	syncFD, _, _ := parseFDEnv("_OCI_SYNCPIPE")
 	startFD := -1
 	attachFD := -1

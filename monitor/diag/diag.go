@@ -1,19 +1,17 @@
 // Package diag prints the monitor's own messages (cli.md §6): prefixed lines on stderr,
-// filtered by --log-level, and optionally a copy to syslog in conmon's format.
+// filtered by --log-level, and optionally a copy to syslog in conmon's format. Its Syslog
+// sender also carries the dispatching runtime's messages.
 package diag
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"log/syslog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Level is a verbosity level; a message is shown when its level is <= the configured one.
@@ -70,12 +68,6 @@ func Strerror(err error) string {
 	return s
 }
 
-// Syslog priorities (facility LOG_USER = 1<<3, LOG_ERR = 3, LOG_INFO = 6).
-const (
-	priErr  = 1<<3 | 3
-	priInfo = 1<<3 | 6
-)
-
 var prefixes = [...]string{
 	Error:   "[conmon:e]: ",
 	Warning: "[conmon:w]: ",
@@ -118,11 +110,10 @@ func OrDiscard(l Logger) Logger {
 // Printer prints the monitor's messages. It is safe for concurrent use; a nil *Printer
 // discards everything.
 type Printer struct {
-	level    Level
-	syslog   bool
-	ident    string // basename of argv[0], the syslog identifier
-	id       string // "<cid>" or "<cid>: <tag>", cut at 20 bytes
-	sockPath string // /dev/log; tests point it at their own socket
+	level  Level
+	syslog bool    // --syslog: copy every shown message
+	sys    *Syslog // tagged with argv[0]'s basename, as syslog(3) does
+	id     string  // "<cid>" or "<cid>: <tag>", cut at 20 bytes
 
 	mu     sync.Mutex
 	stderr io.Writer
@@ -140,12 +131,19 @@ func New(level Level, stderr io.Writer, syslog bool, cid, tag string) *Printer {
 		id = id[:20]
 	}
 	return &Printer{
-		level:    level,
-		syslog:   syslog,
-		ident:    filepath.Base(os.Args[0]),
-		id:       id,
-		sockPath: "/dev/log",
-		stderr:   stderr,
+		level:  level,
+		syslog: syslog,
+		sys:    NewSyslog(filepath.Base(os.Args[0]), ""),
+		id:     id,
+		stderr: stderr,
+	}
+}
+
+// Flush gives the syslog messages still queued a short time to leave; the process calls
+// it before it exits.
+func (p *Printer) Flush() {
+	if p != nil {
+		p.sys.Flush()
 	}
 }
 
@@ -189,13 +187,11 @@ func (p *Printer) Errnof(v Level, err error, format string, args ...any) {
 }
 
 // Syslog sends msg to syslog whether or not --syslog was given and whatever the level
-// (used for the trust decision, which must never be lost).
+// (used for the trust decision, which is always kept).
 func (p *Printer) Syslog(v Level, msg string) {
 	if p == nil {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.sendSyslog(v, tags[v], msg, "")
 }
 
@@ -219,40 +215,17 @@ func (p *Printer) emit(v Level, tag, msg, errText string) {
 	}
 }
 
-// sendSyslog writes one RFC 3164 datagram the way glibc's syslog(3) does without openlog:
+// sendSyslog sends conmon's form of a message:
 //
-//	<PRI>Mmm dd hh:mm:ss ident: conmon <id> <tag>: <msg>[: <errText>]
-//
-// The socket is opened per message: messages are rare, and a fresh socket survives a
-// restarted syslog daemon. MSG_DONTWAIT on a non-blocking socket means a full or absent
-// /dev/log drops the message instead of parking the caller. Called with p.mu held.
+//	conmon <id> <tag>: <msg>[: <errText>]
 func (p *Printer) sendSyslog(v Level, tag, msg, errText string) {
-	pri := priInfo
+	severity := syslog.LOG_INFO
 	if v == Error {
-		pri = priErr
+		severity = syslog.LOG_ERR
 	}
-	b := append(p.buf[:0], '<')
-	b = strconv.AppendInt(b, int64(pri), 10)
-	b = append(b, '>')
-	b = time.Now().AppendFormat(b, time.Stamp)
-	b = append(b, ' ')
-	b = append(b, p.ident...)
-	b = append(b, ": conmon "...)
-	b = append(b, p.id...)
-	b = append(b, ' ')
-	b = append(b, tag...)
-	b = append(b, ": "...)
-	b = append(b, msg...)
+	text := "conmon " + p.id + " " + tag + ": " + msg
 	if errText != "" {
-		b = append(b, ": "...)
-		b = append(b, errText...)
+		text += ": " + errText
 	}
-	p.buf = b
-
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return
-	}
-	_ = unix.Sendto(fd, b, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, &unix.SockaddrUnix{Name: p.sockPath})
-	_ = unix.Close(fd)
+	p.sys.Send(severity, text)
 }

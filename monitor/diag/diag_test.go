@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -143,24 +145,39 @@ func recv(t *testing.T, fd int) []string {
 	}
 }
 
+// toSocket points p's syslog copies at path.
+func toSocket(p *Printer, path string) {
+	p.sys = NewSyslog(filepath.Base(os.Args[0]), path)
+}
+
+// sent waits for p's syslog messages to leave and returns what the socket received.
+func sent(t *testing.T, p *Printer, fd int) []string {
+	t.Helper()
+	if !p.sys.Flush() {
+		t.Fatal("syslog messages still queued")
+	}
+	return recv(t, fd)
+}
+
 func TestSyslogFormat(t *testing.T) {
 	fd, path := listen(t)
-	ident := regexp.QuoteMeta(filepath.Base(os.Args[0]))
+	// log/syslog adds the pid to the identifier and ends each message with a newline.
+	ident := regexp.QuoteMeta(filepath.Base(os.Args[0])) + `\[` + strconv.Itoa(os.Getpid()) + `\]`
 	stamp := `[A-Z][a-z]{2} [ 123][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9]`
 
 	var buf bytes.Buffer
 	l := New(Debug, &buf, true, "0123456789abcdef0123456789", "")
-	l.sockPath = path
+	toSocket(l, path)
 	emitAll(l)
 	l.Errnof(Warning, syscall.ENOSPC, "write failed")
 	want := []string{
-		`<11>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <error>: e 1`,
-		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <nwarn>: w x`,
-		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <ninfo>: i`,
-		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <ndebug>: d`,
-		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <pwarn>: write failed: No space left on device`,
+		`<11>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <error>: e 1\n`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <nwarn>: w x\n`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <ninfo>: i\n`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <ndebug>: d\n`,
+		`<14>` + stamp + ` ` + ident + `: conmon 0123456789abcdef0123 <pwarn>: write failed: No space left on device\n`,
 	}
-	got := recv(t, fd)
+	got := sent(t, l, fd)
 	if len(got) != len(want) {
 		t.Fatalf("got %d datagrams %q, want %d", len(got), got, len(want))
 	}
@@ -172,9 +189,9 @@ func TestSyslogFormat(t *testing.T) {
 
 	// --log-tag: the id part is "<cid>: <tag>", still cut at 20 bytes.
 	lt := New(Info, nil, true, "abc", "mytag-is-long-enough")
-	lt.sockPath = path
+	toSocket(lt, path)
 	lt.Infof("x")
-	if got := recv(t, fd); len(got) != 1 || !strings.HasSuffix(got[0], ": conmon abc: mytag-is-long-e <ninfo>: x") {
+	if got := sent(t, lt, fd); len(got) != 1 || !strings.HasSuffix(got[0], ": conmon abc: mytag-is-long-e <ninfo>: x\n") {
 		t.Errorf("tagged datagram = %q", got)
 	}
 }
@@ -182,15 +199,63 @@ func TestSyslogFormat(t *testing.T) {
 func TestSyslogForcedAndOff(t *testing.T) {
 	fd, path := listen(t)
 	l := New(Error, nil, false, "cid", "")
-	l.sockPath = path
+	toSocket(l, path)
 	l.Errorf("not sent without --syslog")
 	l.Syslog(Info, "runtime selection: x")
-	got := recv(t, fd)
-	if len(got) != 1 || !strings.HasPrefix(got[0], "<14>") || !strings.HasSuffix(got[0], ": conmon cid <ninfo>: runtime selection: x") {
+	got := sent(t, l, fd)
+	if len(got) != 1 || !strings.HasPrefix(got[0], "<14>") || !strings.HasSuffix(got[0], ": conmon cid <ninfo>: runtime selection: x\n") {
 		t.Errorf("got %q", got)
 	}
 
 	// An absent socket is silently ignored.
-	l.sockPath = filepath.Join(t.TempDir(), "missing")
+	toSocket(l, filepath.Join(t.TempDir(), "missing"))
 	l.Syslog(Error, "dropped")
+	if !l.sys.Flush() {
+		t.Error("a message for an absent socket is still queued")
+	}
+}
+
+// TestSyslogNeverBlocks: a syslog daemon that stops reading parks the sender, not the
+// monitor: Warnf keeps returning, what does not fit in the queue is dropped, and the
+// socket is delivered to again once it reads.
+func TestSyslogNeverBlocks(t *testing.T) {
+	fd, path := listen(t)
+	l := New(Warning, nil, true, "cid", "")
+	toSocket(l, path)
+	// Far more than the socket's queue (net.unix.max_dgram_qlen) and ours hold.
+	const n = 5000
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		for i := range n {
+			l.Warnf("message %d", i)
+		}
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Warnf blocked on a syslog socket that is not read")
+	}
+	if l.sys.Flush() {
+		t.Fatal("the socket took every message: nothing here was ever stuck")
+	}
+	// The daemon reads again: the sender delivers what it kept, then new messages.
+	received := 0
+	for tries := 0; ; tries++ {
+		received += len(recv(t, fd))
+		if l.sys.Flush() {
+			break
+		}
+		if tries == 100 {
+			t.Fatal("the sender did not resume once the socket was read")
+		}
+	}
+	received += len(recv(t, fd))
+	if received == 0 || received >= n {
+		t.Errorf("socket received %d of %d messages, want some and not all", received, n)
+	}
+	l.Warnf("after")
+	if got := sent(t, l, fd); len(got) == 0 || !strings.HasSuffix(got[len(got)-1], "<nwarn>: after\n") {
+		t.Errorf("after the stall: %q", got)
+	}
 }

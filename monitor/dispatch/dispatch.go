@@ -8,14 +8,15 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/syslog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
 	"github.com/conmon-go/conmon-go/monitor/trust"
 )
 
@@ -30,7 +31,7 @@ const (
 // Variables so that tests can point them into a temporary directory.
 var (
 	confPath   = "/etc/conmon-go/trust.conf"
-	syslogPath = "/dev/log"
+	syslogPath = "" // the system's syslog socket
 )
 
 const progName = "conmon-go-runtime"
@@ -38,7 +39,9 @@ const progName = "conmon-go-runtime"
 // Main runs the dispatcher with the runtime's argv and returns the exit status; on
 // success for every sub-command but delete it does not return (the runtime replaces it).
 func Main(args []string) int {
-	status, err := dispatch(args)
+	log := logger{diag.NewSyslog(progName, syslogPath)}
+	defer log.sys.Flush()
+	status, err := dispatch(args, log)
 	if err != nil {
 		os.Stderr.WriteString(progName + ": " + err.Error() + "\n")
 		return 1
@@ -46,16 +49,16 @@ func Main(args []string) int {
 	return status
 }
 
-func dispatch(args []string) (int, error) {
+func dispatch(args []string, log logger) (int, error) {
 	s, err := loadSettings(os.Getenv)
 	if err != nil {
 		return 1, err
 	}
-	s.Log = logger{}
+	s.Log = log
 	inv := parseArgs(args)
 	switch {
 	case inv.id == "":
-		return 1, execRuntime(s.Trusted, args)
+		return 1, log.execRuntime(s.Trusted, args)
 	case inv.sub == "create" || inv.sub == "run" || inv.sub == "restore":
 		// A record that later calls would ignore cannot keep the container on its runtime.
 		if err := trust.CheckDir(s.StateDir); err != nil {
@@ -71,24 +74,26 @@ func dispatch(args []string) (int, error) {
 		if err != nil {
 			return 1, err
 		}
-		pri := logInfo
+		severity := syslog.LOG_INFO
 		if d.Warning {
-			pri = logWarning
+			severity = syslog.LOG_WARNING
 		}
-		syslog(pri, d.LogText())
+		log.sys.Send(severity, d.LogText())
 		if err := trust.WriteRecord(s.StateDir, d); err != nil {
 			return 1, err
 		}
-		return 1, execRuntime(d.Runtime, args)
+		return 1, log.execRuntime(d.Runtime, args)
 	case inv.sub == "delete":
-		return deleteContainer(trust.DecideExec(s, inv.id).Runtime, args, s.StateDir, inv.id)
+		return deleteContainer(log, trust.DecideExec(s, inv.id).Runtime, args, s.StateDir, inv.id)
 	default:
-		return 1, execRuntime(trust.DecideExec(s, inv.id).Runtime, args)
+		return 1, log.execRuntime(trust.DecideExec(s, inv.id).Runtime, args)
 	}
 }
 
-// execRuntime replaces the dispatcher with runtime, argv unchanged but for argv[0].
-func execRuntime(runtime string, args []string) error {
+// execRuntime replaces the dispatcher with runtime, argv unchanged but for argv[0]. The
+// syslog messages still queued are given their short time first: exec ends their sender.
+func (l logger) execRuntime(runtime string, args []string) error {
+	l.sys.Flush()
 	argv := append([]string{runtime}, args[1:]...)
 	err := unix.Exec(runtime, argv, os.Environ())
 	return fmt.Errorf("exec %s: %w", runtime, err)
@@ -96,7 +101,7 @@ func execRuntime(runtime string, args []string) error {
 
 // deleteContainer runs the runtime as a child to learn whether the container is gone
 // before its record is removed, and exits with the runtime's status.
-func deleteContainer(runtime string, args []string, stateDir, id string) (int, error) {
+func deleteContainer(log logger, runtime string, args []string, stateDir, id string) (int, error) {
 	argv := append([]string{runtime}, args[1:]...)
 	pid, err := syscall.ForkExec(runtime, argv, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
 	if err != nil {
@@ -120,7 +125,7 @@ func deleteContainer(runtime string, args []string, stateDir, id string) (int, e
 	}
 	// The container is gone: a record left behind is only stale, so warn and succeed.
 	if err := trust.RemoveRecord(stateDir, id); err != nil {
-		logger{}.Warnf("remove trust record: %v", err)
+		log.Warnf("remove trust record: %v", err)
 	}
 	return 0, nil
 }
@@ -331,31 +336,12 @@ func readConf(path string) (map[string]string, error) {
 }
 
 // logger reports warnings on stderr, where the engine shows a runtime's messages, and to syslog.
-type logger struct{}
+type logger struct{ sys *diag.Syslog }
 
-func (logger) Warnf(format string, args ...any) {
+func (l logger) Warnf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	os.Stderr.WriteString(progName + ": warning: " + msg + "\n")
-	syslog(logWarning, msg)
+	l.sys.Send(syslog.LOG_WARNING, msg)
 }
 
 func (logger) Debugf(string, ...any) {}
-
-// Syslog priorities: facility LOG_USER (1<<3) plus severity.
-const (
-	logWarning = 8 + 4
-	logInfo    = 8 + 6
-)
-
-// syslog sends one message to the local syslog socket, best effort: decisions must not
-// be lost silently when a syslog daemon listens, but none is required.
-func syslog(pri int, msg string) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		return
-	}
-	defer unix.Close(fd)
-	// <PRI>TAG[PID]: MSG, the traditional local format without a timestamp (the daemon adds it).
-	line := "<" + strconv.Itoa(pri) + ">" + progName + "[" + strconv.Itoa(os.Getpid()) + "]: " + msg
-	unix.Sendto(fd, []byte(line), 0, &unix.SockaddrUnix{Name: syslogPath})
-}

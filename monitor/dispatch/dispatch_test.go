@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -154,8 +155,9 @@ func TestUntrustedLifecycle(t *testing.T) {
 	syslogd.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 4096)
 	n, err := syslogd.Read(buf)
-	if err != nil || !strings.HasPrefix(string(buf[:n]), "<14>conmon-go-runtime[") ||
-		!strings.HasSuffix(string(buf[:n]), "]: "+rec.Reason) {
+	// log/syslog's local form puts a timestamp before the tag and ends with a newline.
+	msg := regexp.MustCompile(`^<14>[A-Z][a-z]{2} [ 123][0-9] [0-9:]{8} conmon-go-runtime\[[0-9]+\]: (.*)\n$`).FindSubmatch(buf[:n])
+	if err != nil || msg == nil || string(msg[1]) != rec.Reason {
 		t.Errorf("syslog %q %v", buf[:n], err)
 	}
 

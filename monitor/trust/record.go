@@ -1,18 +1,18 @@
 package trust
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 )
 
 // Record is one decision as stored in <dir>/<cid>.trust (§6): one JSON object on one
-// line. The tags name the members; appendJSON and parseRecord (and encoding/json, in the
-// tests) follow them.
+// line, written and read with encoding/json.
 type Record struct {
 	CID           string `json:"cid"`
 	SandboxID     string `json:"sandbox_id"`
@@ -24,62 +24,16 @@ type Record struct {
 	Reason        string `json:"reason"`
 }
 
-// member is one member of a record's JSON object and the field that holds it.
-type member struct {
-	name    string
-	str     *string // a string member, or
-	boolean *bool   // a boolean one
-}
-
-// members lists rec's members in the order they are written.
-func (rec *Record) members() []member {
-	return []member{
-		{name: "cid", str: &rec.CID},
-		{name: "sandbox_id", str: &rec.SandboxID},
-		{name: "container_type", str: &rec.ContainerType},
-		{name: "trusted", boolean: &rec.Trusted},
-		{name: "privileged", boolean: &rec.Privileged},
-		{name: "runtime", str: &rec.Runtime},
-		{name: "untrusted_args", boolean: &rec.UntrustedArgs},
-		{name: "reason", str: &rec.Reason},
+// line encodes the record as its file's content: runtime paths and reasons are written
+// as they are (no HTML escaping of <, > and &), followed by a newline.
+func (rec Record) line() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(rec); err != nil {
+		return nil, err
 	}
-}
-
-// appendJSON appends the record's line.
-func (rec Record) appendJSON(b []byte) []byte {
-	sep := byte('{')
-	for _, m := range rec.members() {
-		b = append(append(b, sep, '"'), m.name...)
-		b = append(b, '"', ':')
-		if m.str != nil {
-			b = appendJSONString(b, *m.str)
-		} else {
-			b = strconv.AppendBool(b, *m.boolean)
-		}
-		sep = ','
-	}
-	return append(b, "}\n"...)
-}
-
-// parseRecord decodes a record line as encoding/json would into Record.
-func parseRecord(data []byte) (Record, error) {
-	var rec Record
-	members := rec.members()
-	err := readDocument(data, func(r *jsonReader) error {
-		return r.structObject(func(key string) error {
-			for _, m := range members {
-				switch {
-				case !strings.EqualFold(key, m.name):
-				case m.str != nil:
-					return r.stringField(m.str, m.name)
-				default:
-					return r.boolField(m.boolean, m.name)
-				}
-			}
-			return r.skipValue()
-		}, "trust record")
-	})
-	return rec, err
+	return b.Bytes(), nil
 }
 
 // InsecureDirError: the record directory could be written by someone other than root or
@@ -139,11 +93,14 @@ func WriteRecord(dir string, d Decision) error {
 	if err != nil {
 		return err
 	}
-	line := Record{
+	line, err := Record{
 		CID: d.CID, SandboxID: d.SandboxID, ContainerType: d.ContainerType,
 		Trusted: d.Trusted, Privileged: d.Privileged, Runtime: d.Runtime,
 		UntrustedArgs: d.UseUntrusted, Reason: d.LogText(),
-	}.appendJSON(nil)
+	}.line()
+	if err != nil {
+		return fmt.Errorf("write trust record %s: %w", path, err)
+	}
 	f, err := os.CreateTemp(dir, "."+d.CID+".trust.")
 	if err != nil {
 		return fmt.Errorf("write trust record: %w", err)
@@ -181,8 +138,8 @@ func ReadRecord(dir, id string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	r, err := parseRecord(data)
-	if err != nil {
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
 		return Record{}, &BadRecordError{Path: path, Err: err}
 	}
 	if r.CID != id || r.Runtime == "" {

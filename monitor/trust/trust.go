@@ -7,7 +7,6 @@ package trust
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,124 +54,6 @@ func (d Decision) LogText() string {
 	return d.Reason
 }
 
-// ociConfig holds the only parts of config.json the decision reads: what encoding/json
-// would leave in a struct with just "annotations" (map[string]string) and
-// "linux" (*struct{ namespaces []struct{ type, path string } }).
-type ociConfig struct {
-	annotations map[string]string
-	linux       bool     // a "linux" object was decoded
-	namespaces  []string // linux.namespaces[].type
-}
-
-func parseConfig(data []byte) (*ociConfig, error) {
-	cfg := new(ociConfig)
-	err := readDocument(data, func(r *jsonReader) error {
-		return r.structObject(func(key string) error {
-			switch {
-			case strings.EqualFold(key, "annotations"):
-				return cfg.readAnnotations(r)
-			case strings.EqualFold(key, "linux"):
-				return cfg.readLinux(r)
-			}
-			return r.skipValue()
-		}, "config.json")
-	})
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// readAnnotations decodes like a map: null clears it, an object adds to it.
-func (c *ociConfig) readAnnotations(r *jsonReader) error {
-	first, err := r.peek()
-	if err != nil {
-		return err
-	}
-	switch first {
-	case 'n':
-		c.annotations = nil
-		return r.literal("null")
-	case '{':
-		if c.annotations == nil {
-			c.annotations = make(map[string]string)
-		}
-		return r.object(func(key string) error {
-			value := ""
-			if err := r.stringField(&value, "annotations value"); err != nil {
-				return err
-			}
-			c.annotations[key] = value
-			return nil
-		})
-	}
-	return r.mismatch("annotations (an object)")
-}
-
-// readLinux decodes like a pointer to a struct: null drops it, an object decodes into
-// the existing one.
-func (c *ociConfig) readLinux(r *jsonReader) error {
-	first, err := r.peek()
-	if err != nil {
-		return err
-	}
-	if first == 'n' {
-		c.linux, c.namespaces = false, nil
-		return r.literal("null")
-	}
-	if !c.linux {
-		c.linux, c.namespaces = true, nil
-	}
-	return r.structObject(func(key string) error {
-		if strings.EqualFold(key, "namespaces") {
-			return c.readNamespaces(r)
-		}
-		return r.skipValue()
-	}, "linux")
-}
-
-// readNamespaces decodes like a slice of structs: elements are decoded into the existing
-// backing array (encoding/json does not clear them), the length follows the array.
-func (c *ociConfig) readNamespaces(r *jsonReader) error {
-	first, err := r.peek()
-	if err != nil {
-		return err
-	}
-	switch first {
-	case 'n':
-		c.namespaces = nil
-		return r.literal("null")
-	case '[':
-		ns := c.namespaces
-		i := 0
-		err := r.array(func() error {
-			if i >= cap(ns) {
-				ns = append(ns, "")
-			} else if i >= len(ns) {
-				ns = ns[:i+1]
-			}
-			elem := &ns[i]
-			i++
-			return r.structObject(func(key string) error {
-				switch {
-				case strings.EqualFold(key, "type"):
-					return r.stringField(elem, "namespace type")
-				case strings.EqualFold(key, "path"):
-					var path string
-					return r.stringField(&path, "namespace path")
-				}
-				return r.skipValue()
-			}, "namespace")
-		})
-		if i == 0 {
-			ns = []string{}
-		}
-		c.namespaces = ns[:i]
-		return err
-	}
-	return r.mismatch("linux.namespaces (an array)")
-}
-
 // Decide makes the create/restore decision of §4.1–§4.4 for the bundle's config.json.
 // The error is fatal: the caller must not fall back to the trusted runtime.
 func Decide(s Settings, bundle, cid string) (Decision, error) {
@@ -185,7 +66,7 @@ func Decide(s Settings, bundle, cid string) (Decision, error) {
 	if err != nil {
 		return Decision{}, errors.New("Cannot select runtime: " + path + ": " + err.Error())
 	}
-	ann := cfg.annotations
+	ann := cfg.Annotations
 	d := Decision{CID: cid, SandboxID: ann[annotations.SandboxID], ContainerType: ann[annotations.ContainerType]}
 
 	var reasons []string
@@ -294,32 +175,6 @@ func (s Settings) sandboxRecord(id string) (Record, bool) {
 		return Record{}, false
 	}
 	return rec, true
-}
-
-func readConfig(path string) (*ociConfig, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return nil, pe.Err // the path is already in the caller's message
-		}
-		return nil, err
-	}
-	return parseConfig(data)
-}
-
-// hasNamespace reports whether the container gets its own (or the pod's, with a path)
-// namespace of type ns; without one it shares the host's.
-func (c *ociConfig) hasNamespace(ns string) bool {
-	if !c.linux {
-		return false
-	}
-	for _, t := range c.namespaces {
-		if t == ns {
-			return true
-		}
-	}
-	return false
 }
 
 func parseDefaultTrust(v string) (untrusted bool, err error) {

@@ -104,7 +104,7 @@ func TestDecisionTable(t *testing.T) {
 			text := want[strings.Index(want, "]: ")+3:]
 			n := 0
 			for _, m := range syslogMessages(t, sock) {
-				if strings.HasSuffix(m, ": "+text) && strings.Contains(m, id[:20]) {
+				if strings.HasSuffix(m, ": "+text+"\n") && strings.Contains(m, id[:20]) {
 					n++
 				}
 			}
