@@ -1,5 +1,5 @@
 // Package exitfile writes the small files engines read to learn about a container:
-// exit files, the conmon pid file and OOM markers.
+// exit files, the conmon pid file, OOM markers, and the trust records of conmon-go-runtime.
 //
 // Engines watch the exit directory with inotify and read a file as soon as it appears
 // (CRI-O reacts to the IN_MOVED_TO of the final name), so every file is written under a

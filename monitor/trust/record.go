@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/conmon-go/conmon-go/exitfile"
 )
 
 // Record is one decision as stored in <dir>/<cid>.trust (§6): one JSON object on one
@@ -101,26 +103,7 @@ func WriteRecord(dir string, d Decision) error {
 	if err != nil {
 		return fmt.Errorf("write trust record %s: %w", path, err)
 	}
-	f, err := os.CreateTemp(dir, "."+d.CID+".trust.")
-	if err != nil {
-		return fmt.Errorf("write trust record: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(line)
-	if err == nil {
-		err = f.Chmod(0o644) // CreateTemp creates 0600
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write trust record %s: %w", path, err)
-	}
-	return nil
+	return exitfile.Write(path, line)
 }
 
 // ReadRecord reads <dir>/<id>.trust. A missing record gives an error matching
