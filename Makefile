@@ -1,6 +1,7 @@
 # conmon-go: a per-container monitor for podman and CRI-O.
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 GO ?= go
 VERSION := 0.1.0
@@ -49,6 +50,8 @@ demo: build
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/conmon-go
 	ln -sf conmon-go $(DESTDIR)$(BINDIR)/conmon-go-runtime
+	install -D -m 0644 docs/conmon-go.8 $(DESTDIR)$(MANDIR)/man8/conmon-go.8
+	install -D -m 0644 docs/conmon-go-runtime.8 $(DESTDIR)$(MANDIR)/man8/conmon-go-runtime.8
 
 bench: build
 	$(GO) run ./hack/bench -monitor $(CURDIR)/$(BIN)
