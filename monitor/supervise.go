@@ -15,15 +15,18 @@ import (
 	"github.com/conmon-go/conmon-go/ptyio"
 )
 
+// exitProbeInterval is how often a container without a pidfd is checked for its exit.
+const exitProbeInterval = time.Second
+
 // superviseContainer runs from the moment the container (or exec) pid is known until the
 // monitor exits (M15–M19, lifecycle.md §14).
 func (m *monitor) superviseContainer(pid int) int {
 	opts := m.opts
 	exited := m.reaper.wait(pid)
 	m.reaper.forget()
-	pidfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
-	if err != nil {
-		pidfd = -1 // already reaped: its status is in exited
+	pidfd, pidfdErr := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if pidfdErr != nil {
+		pidfd = -1
 	}
 	m.mu.Lock()
 	m.containerPid = pid
@@ -59,7 +62,7 @@ func (m *monitor) superviseContainer(pid int) int {
 		defer t.Stop()
 		timeout = t.C
 	}
-	gone := watchPidfd(pidfd)
+	gone := watchExit(pid, pidfd, pidfdErr)
 	if retire {
 		retireSpareThreads()
 	}
@@ -145,21 +148,30 @@ func (m *monitor) startPumps() []*ptyio.Pump {
 	return pumps
 }
 
-// watchPidfd returns a channel closed when the process behind pidfd has exited. The
-// pidfd is non-blocking, so the runtime poller waits for it without a thread.
-func watchPidfd(pidfd int) <-chan struct{} {
+// watchExit returns a channel closed when process pid has exited. With a pidfd (non-
+// blocking) the runtime poller waits for it without a thread. Without one the process was
+// already gone when the pidfd was asked for (a child's status is then with the reaper; a
+// non-child is simply gone), or pidfds are unavailable and the process is probed instead.
+func watchExit(pid, pidfd int, pidfdErr error) <-chan struct{} {
 	ch := make(chan struct{})
 	if pidfd < 0 {
+		if pidfdErr == unix.ESRCH {
+			close(ch)
+		} else {
+			go probeExit(pid, ch)
+		}
 		return ch
 	}
 	dup, err := unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
+		go probeExit(pid, ch)
 		return ch
 	}
 	f := os.NewFile(uintptr(dup), "pidfd")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		go probeExit(pid, ch)
 		return ch
 	}
 	go func() {
@@ -174,6 +186,19 @@ func watchPidfd(pidfd int) <-chan struct{} {
 		}
 	}()
 	return ch
+}
+
+// probeExit closes ch once pid no longer exists, checking every exitProbeInterval: the
+// fallback where a pidfd cannot be had (kernels before 5.3).
+func probeExit(pid int, ch chan struct{}) {
+	t := time.NewTicker(exitProbeInterval)
+	defer t.Stop()
+	for range t.C {
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			close(ch)
+			return
+		}
+	}
 }
 
 // killGroup is the -T action (lifecycle.md §15): SIGKILL to the process group, never to

@@ -55,11 +55,8 @@ func selectRuntime(opts *cli.Options, log *diag.Printer, announce bool) (runtime
 		level := diag.Info
 		if d.Warning {
 			level = diag.Warning
-			log.Warnf("%s", d.LogText())
-		} else {
-			log.Infof("%s", d.LogText())
 		}
-		log.Syslog(level, d.LogText())
+		log.Record(level, d.LogText())
 		return choice, nil
 	}
 	if !opts.Exec && s.StateDir != "" {

@@ -186,13 +186,18 @@ func (p *Printer) Errnof(v Level, err error, format string, args ...any) {
 	p.emit(v, tag, fmt.Sprintf(format, args...), Strerror(err))
 }
 
-// Syslog sends msg to syslog whether or not --syslog was given and whatever the level
-// (used for the trust decision, which is always kept).
-func (p *Printer) Syslog(v Level, msg string) {
+// Record logs msg at level v like the other methods, and sends it to syslog once whether
+// or not --syslog was given and whatever the level: the trust decision is always kept.
+func (p *Printer) Record(v Level, msg string) {
 	if p == nil {
 		return
 	}
-	p.sendSyslog(v, tags[v], msg, "")
+	if p.Enabled(v) {
+		p.emit(v, tags[v], msg, "")
+	}
+	if !p.Enabled(v) || !p.syslog {
+		p.sendSyslog(v, tags[v], msg, "")
+	}
 }
 
 func (p *Printer) emit(v Level, tag, msg, errText string) {

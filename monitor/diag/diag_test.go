@@ -83,7 +83,7 @@ func TestSetStderrAndNil(t *testing.T) {
 	}
 	var nl *Printer
 	nl.Errorf("x")
-	nl.Syslog(Error, "x")
+	nl.Record(Error, "x")
 	nl.SetStderr(&a)
 }
 
@@ -201,15 +201,25 @@ func TestSyslogForcedAndOff(t *testing.T) {
 	l := New(Error, nil, false, "cid", "")
 	toSocket(l, path)
 	l.Errorf("not sent without --syslog")
-	l.Syslog(Info, "runtime selection: x")
+	l.Record(Info, "runtime selection: x")
 	got := sent(t, l, fd)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "<14>") || !strings.HasSuffix(got[0], ": conmon cid <ninfo>: runtime selection: x\n") {
 		t.Errorf("got %q", got)
 	}
 
+	// Shown and copied with --syslog: the copy is the only one sent.
+	var shown bytes.Buffer
+	ls := New(Info, &shown, true, "cid", "")
+	toSocket(ls, path)
+	ls.Record(Info, "runtime selection: y")
+	got = sent(t, ls, fd)
+	if len(got) != 1 || !strings.HasSuffix(got[0], ": conmon cid <ninfo>: runtime selection: y\n") || shown.String() != "[conmon:i]: runtime selection: y\n" {
+		t.Errorf("with --syslog: sent %q, shown %q", got, shown.String())
+	}
+
 	// An absent socket is silently ignored.
 	toSocket(l, filepath.Join(t.TempDir(), "missing"))
-	l.Syslog(Error, "dropped")
+	l.Record(Error, "dropped")
 	if !l.sys.Flush() {
 		t.Error("a message for an absent socket is still queued")
 	}
