@@ -6,3 +6,5 @@ require (
 	github.com/containerd/console v1.0.5
 	golang.org/x/sys v0.50.0
 )
+
+require github.com/spf13/pflag v1.1.0

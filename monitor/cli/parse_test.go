@@ -2,8 +2,11 @@ package cli
 
 import (
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestParseValues(t *testing.T) {
@@ -50,6 +53,13 @@ func TestParseValues(t *testing.T) {
 				o.ContainerPidfile == "p" && o.ContainerPidfileSet && o.ConmonPidfile == "P" && o.PersistDir == "0" &&
 				o.Runtime == "r" && o.RuntimeSet && o.SystemdCgroup && o.Exec && o.Terminal && o.Stdin &&
 				o.Timeout == 5 && reflect.DeepEqual(o.LogPaths, []string{"l"})
+		}},
+		{"every long name", []string{"--name", "n", "--bundle", "b", "--cuuid", "u", "--conmon-pidfile", "P",
+			"--container-pidfile", "p", "--persist-dir", "0", "--runtime", "r", "--log-path", "l", "--systemd-cgroup",
+			"--exec", "--terminal", "--stdin"}, func(o *Options) bool {
+			return o.Name == "n" && o.NameSet && o.Bundle == "b" && o.CUUID == "u" && o.CUUIDSet && o.ConmonPidfile == "P" &&
+				o.ContainerPidfile == "p" && o.ContainerPidfileSet && o.PersistDir == "0" && o.Runtime == "r" && o.RuntimeSet &&
+				reflect.DeepEqual(o.LogPaths, []string{"l"}) && o.SystemdCgroup && o.Exec && o.Terminal && o.Stdin
 		}},
 		{"last scalar wins; pidfile alias", []string{"-c", "a", "--cid", "b", "-p", "x", "--pidfile", "y"}, func(o *Options) bool {
 			return o.CID == "b" && o.ContainerPidfile == "y"
@@ -156,6 +166,19 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"-T", "abc", "--help"}, "Cannot parse integer value “abc” for -T"},
 		{[]string{"-TZ", "1"}, "Unknown option -TZ"},
 		{[]string{"-TZ", "q"}, "Cannot parse integer value “q” for -T"},
+		// Arguments pflag reads in its own way (bad syntax, go test flags, -x=value, help).
+		{[]string{"---x"}, "Unknown option ---x"},
+		{[]string{"--=x"}, "Unknown option --=x"},
+		{[]string{"-test.v"}, "Unknown option -test.v"},
+		{[]string{"-c=x", "y"}, "Unknown option -c=x"},
+		{[]string{"-c=x"}, "Missing argument for -c"},
+		{[]string{"-ic"}, "Missing argument for -c"},
+		{[]string{"-i-cid", "x"}, "Unknown option -i-cid"},
+		{[]string{"--help="}, "Unknown option --help="},
+		{[]string{"--help-all=1"}, "Unknown option --help-all=1"},
+		{[]string{"-T", "0b1"}, "Cannot parse integer value “0b1” for -T"},
+		{[]string{"-T", "0o7"}, "Cannot parse integer value “0o7” for -T"},
+		{[]string{"--exit-delay=0x80000000"}, "Integer value “0x80000000” for --exit-delay out of range"},
 	}
 	for _, c := range cases {
 		o, err := Parse(c.args)
@@ -170,23 +193,46 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestTableConsistent(t *testing.T) {
-	seen := map[string]bool{}
-	for _, op := range table {
-		if seen[op.long] || (op.short != 0 && seen[string(op.short)]) {
-			t.Errorf("duplicate option %s", op.long)
+// TestFlagSetConsistent: building the FlagSet panics on a duplicate long or short name.
+func TestFlagSetConsistent(t *testing.T) {
+	fs := defaults().flagSet()
+	fs.VisitAll(func(f *pflag.Flag) {
+		isFlag := f.NoOptDefVal != ""
+		if hasArg := strings.Count(f.Usage, "`") == 2; isFlag == hasArg {
+			t.Errorf("--%s: placeholder in %q does not match its kind", f.Name, f.Usage)
 		}
-		seen[op.long] = true
-		if op.short != 0 {
-			seen[string(op.short)] = true
-		}
-		_, isFlag := op.bind(&Options{}).p.(*bool)
-		if isFlag == op.takesValue() {
-			t.Errorf("--%s: placeholder %q does not match its field type", op.long, op.arg)
-		}
-	}
-	if seen["h"] || seen["?"] {
+	})
+	if fs.ShorthandLookup("h") != nil || fs.ShorthandLookup("?") != nil {
 		t.Error("-h and -? are reserved for help")
+	}
+}
+
+// TestEveryOption pins the option names and kinds (f: flag, v: one value, r: repeatable).
+func TestEveryOption(t *testing.T) {
+	want := "api-version f,bundle:b v,cid:c v,conmon-pidfile:P v,container-pidfile:p v,cuuid:u v,exec:e f," +
+		"exec-attach f,exec-process-spec v,exit-command v,exit-command-arg r,exit-delay v,exit-dir v,full-attach f," +
+		"leave-stdin-open f,log-allowlist-dir r,log-global-size-max v,log-label r,log-level v,log-max-files v," +
+		"log-path:l r,log-rotate f,log-size-max v,log-tag v,name:n v,no-container-partial-message f," +
+		"no-new-keyring f,no-pivot f,no-sync-log f,persist-dir:0 v,pidfile v,replace-listen-pid f,restore v," +
+		"restore-arg r,runtime:r v,runtime-arg r,runtime-opt r,sdnotify-socket v,seccomp-notify-plugins v," +
+		"seccomp-notify-socket v,socket-dir-path v,stdin:i f,sync f,syslog f,systemd-cgroup:s f,terminal:t f," +
+		"timeout:T v,version f,runtime-untrusted v,runtime-untrusted-arg r,default-trust v,trust-state-dir v"
+	var got []string
+	defaults().flagSet().VisitAll(func(f *pflag.Flag) {
+		name, kind := f.Name, "v"
+		if f.Shorthand != "" {
+			name += ":" + f.Shorthand
+		}
+		switch {
+		case f.NoOptDefVal != "":
+			kind = "f"
+		case f.Value.Type() == "stringArray":
+			kind = "r"
+		}
+		got = append(got, name+" "+kind)
+	})
+	if g := strings.Join(got, ","); g != want {
+		t.Errorf("options\n got %s\nwant %s", g, want)
 	}
 }
 
@@ -198,15 +244,25 @@ func TestUsageAndVersion(t *testing.T) {
 			t.Errorf("usage lacks %q", s)
 		}
 	}
-	for _, op := range table {
-		if !strings.Contains(u, "--"+op.long) {
-			t.Errorf("usage lacks --%s", op.long)
+	defaults().flagSet().VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(u, "--"+f.Name) {
+			t.Errorf("usage lacks --%s", f.Name)
+		}
+	})
+	// Defaults come from the FlagSet.
+	for _, s := range []string{"(default /var/run/crio)", "(default warning)", "(default -1)", "-l, --log-path=[DRIVER:]PATH"} {
+		if !strings.Contains(u, s) {
+			t.Errorf("usage lacks %q", s)
 		}
 	}
 	if got := Version("conmon-go 0.1 abc"); got != "conmon version 2.2.1\ncommit: conmon-go 0.1 abc\n" {
 		t.Errorf("Version = %q", got)
 	}
 }
+
+// glibMessage matches every parse error GLib prints; none of pflag's own texts may leak.
+var glibMessage = regexp.MustCompile(`^(Unknown option -.*|Missing argument for -[^-]|Missing argument for --[a-z-]+|` +
+	`Error parsing option -.|Cannot parse integer value “.*” for --?[a-zT-]+|Integer value “.*” for --?[a-zT-]+ out of range)$`)
 
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"-c x -it", "--cid=", "-ic ID", "-T 0x10", "--bogus=1", "-cID", "--help", "-- -c",
@@ -218,8 +274,26 @@ func FuzzParse(f *testing.F) {
 		if (o == nil) == (err == nil) {
 			t.Fatalf("Parse(%q) = %v, %v", s, o, err)
 		}
+		if pe, ok := err.(*ParseError); err != nil && (!ok || !glibMessage.MatchString(pe.Msg)) {
+			t.Fatalf("Parse(%q) error %q is not one of GLib's", s, err)
+		}
 		if o != nil {
 			_, _ = o.Validate("/tmp", func(string) string { return "" })
 		}
 	})
+}
+
+// BenchmarkParse reports the cost of building the FlagSet and parsing a podman create.
+func BenchmarkParse(b *testing.B) {
+	args := strings.Fields("--api-version 1 -c 0123456789abcdef0123456789abcdef -u 0123456789abcdef -r /usr/bin/runc " +
+		"-b /var/lib/containers/b -p /run/b/pidfile -n name --exit-dir /run/exits --full-attach -s -l k8s-file:/b/ctr.log " +
+		"--log-level warning --runtime-arg --log-format=json --runtime-arg --log --runtime-arg=/run/b/oci-log " +
+		"--conmon-pidfile /run/b/conmon.pid --exit-command /usr/bin/podman --exit-command-arg --root " +
+		"--exit-command-arg /var/lib/containers --exit-command-arg container --exit-command-arg cleanup")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(args); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
