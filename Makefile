@@ -43,6 +43,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigDecoding$$' -fuzztime 50000x ./monitor/trust
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordDecoding$$' -fuzztime 200000x ./monitor/trust
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordEncoding$$' -fuzztime 200000x ./monitor/trust
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 200000x ./ptyio/k8sfile
+	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime 20000x ./ptyio/k8sfile
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.
