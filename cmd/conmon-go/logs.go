@@ -15,50 +15,56 @@ import (
 	"github.com/conmon-go/conmon-go/ptyio/k8sfile/logview"
 )
 
-const logsUsage = `Usage: conmon-go logs [options] PATH|ID
+func logsFlags(o *logview.Options, since *string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("logs", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	fs.BoolVarP(&o.Follow, "follow", "f", false, "go on showing new output until the container's monitor exits")
+	fs.BoolVarP(&o.Timestamps, "timestamps", "t", false, "prefix each line with its timestamp")
+	fs.IntVar(&o.Tail, "tail", -1, "show only the last `N` lines; -1: all")
+	fs.StringVar(since, "since", "", "show only lines since `T`: an RFC 3339 time or a duration back from now (10m, 1h30m)")
+	return fs
+}
+
+func logsUsage() string {
+	return `Usage: conmon-go logs [OPTIONS] PATH|ID
 
 Shows a k8s-file container log (written by conmon-go or conmon): the container's stdout
 on stdout and its stderr on stderr, records joined into whole lines.
 
 PATH is the log file or the directory holding it as ctr.log (a podman container's
 userdata directory, a conmon-go run state directory); ID names a container started by
-'conmon-go run', whose log is $XDG_RUNTIME_DIR/conmon-go/ID/ctr.log or
-/run/conmon-go/ID/ctr.log.
+"conmon-go run", whose log is /run/conmon-go/ID/ctr.log or $XDG_RUNTIME_DIR/conmon-go/ID/ctr.log.
 
 With --follow it goes on showing what the container writes, across log reopens,
 rotations and truncations, and ends when the container's monitor has exited.
 
 Options:
-`
-
-const logsExamples = `
+` + logsFlags(&logview.Options{}, new(string)).FlagUsages() + `
 Examples:
   conmon-go logs --tail 20 -f /run/conmon-go/web/ctr.log
   conmon-go logs --since 10m --timestamps web
 `
+}
 
-// logsMain is `conmon-go logs`: one line on stderr and status 1 for bad input, 2 for a bad
+func logsMain(args []string) int { return logs(args, os.Stdout, os.Stderr) }
+
+// logs is the logs command: one line on stderr and status 1 for bad input, 2 for a bad
 // command line.
-func logsMain(args []string, stdout, stderr io.Writer) int {
-	flags := pflag.NewFlagSet("logs", pflag.ContinueOnError)
+func logs(args []string, stdout, stderr io.Writer) int {
 	var o logview.Options
 	var since string
-	flags.BoolVarP(&o.Follow, "follow", "f", false, "go on showing new output until the container's monitor exits")
-	flags.BoolVarP(&o.Timestamps, "timestamps", "t", false, "prefix each line with its timestamp")
-	flags.IntVar(&o.Tail, "tail", -1, "show only the last `N` lines")
-	flags.StringVar(&since, "since", "", "show only lines since `T`: an RFC 3339 time or a duration back from now (10m, 1h30m)")
-	flags.Usage = func() {
-		fmt.Fprint(stdout, logsUsage+flags.FlagUsages()+logsExamples)
-	}
+	flags := logsFlags(&o, &since)
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			io.WriteString(stdout, logsUsage())
 			return 0
 		}
-		fmt.Fprintf(stderr, "conmon-go logs: %v (see conmon-go logs --help)\n", err)
+		fmt.Fprintf(stderr, "conmon-go logs: %v (conmon-go logs --help)\n", err)
 		return 2
 	}
 	if flags.NArg() != 1 {
-		fmt.Fprintf(stderr, "conmon-go logs: want one log file, directory or container id, got %d arguments (see conmon-go logs --help)\n", flags.NArg())
+		fmt.Fprintf(stderr, "conmon-go logs: want one log file, directory or container id, got %d arguments (conmon-go logs --help)\n", flags.NArg())
 		return 2
 	}
 	var err error

@@ -11,7 +11,7 @@ import (
 
 func runLogs(args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = logsMain(args, &out, &errOut)
+	code = logs(args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

@@ -10,7 +10,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 
@@ -20,7 +19,7 @@ import (
 
 // subcommands are the faces for people, recognised only as the first argument: engines
 // always start with a flag.
-var subcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
+var subcommands = map[string]func(args []string) int{
 	"logs": logsMain,
 }
 
@@ -30,7 +29,7 @@ func main() {
 	}
 	if len(os.Args) > 1 {
 		if sub, ok := subcommands[os.Args[1]]; ok {
-			os.Exit(sub(os.Args[2:], os.Stdout, os.Stderr))
+			os.Exit(sub(os.Args[2:]))
 		}
 	}
 	os.Exit(monitor.Main(os.Args))
