@@ -23,7 +23,8 @@ import (
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
-const refConmon = "/usr/bin/conmon"
+// conmonPath is the reference monitor, whose logs must read as well as conmon-go's.
+const conmonPath = "/usr/bin/conmon"
 
 type logsEnv struct {
 	bin      string // conmon-go under test: the monitor and the logs client
@@ -69,8 +70,8 @@ func setupLogs(t *testing.T) logsEnv {
 // needConmon skips without the reference monitor.
 func needConmon(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat(refConmon); err != nil {
-		t.Skipf("needs %s (apt-get install conmon): %v", refConmon, err)
+	if _, err := os.Stat(conmonPath); err != nil {
+		t.Skipf("needs %s (apt-get install conmon): %v", conmonPath, err)
 	}
 }
 

@@ -1,20 +1,29 @@
 package person
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // writers are the monitors whose logs `conmon-go logs` must read.
 func writers(t *testing.T, env logsEnv) map[string]string {
 	m := map[string]string{"conmon-go": env.bin}
-	if _, err := os.Stat(refConmon); err == nil {
-		m["conmon"] = refConmon
+	if _, err := os.Stat(conmonPath); err == nil {
+		m["conmon"] = conmonPath
 	} else {
-		t.Logf("no %s: only logs written by conmon-go are read", refConmon)
+		t.Logf("no %s: only logs written by conmon-go are read", conmonPath)
 	}
 	return m
 }
@@ -140,11 +149,11 @@ func TestLogsFollowAcrossRotation(t *testing.T) {
 	}{
 		{"conmon-go/rotate", env.bin, []string{"--log-size-max", "250", "--log-rotate", "--log-max-files", "1"}},
 		{"conmon-go/truncate", env.bin, []string{"--log-size-max", "250"}},
-		{"conmon/truncate", refConmon, []string{"--log-size-max", "250"}},
+		{"conmon/truncate", conmonPath, []string{"--log-size-max", "250"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.monitor == refConmon {
+			if tc.monitor == conmonPath {
 				needConmon(t)
 			}
 			t.Parallel()
@@ -202,5 +211,48 @@ func TestLogsBadInput(t *testing.T) {
 		if code == 0 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.want) {
 			t.Errorf("logs %q: status %d, stdout %q, stderr %q; want one line with %q", c.args, code, out, errOut, c.want)
 		}
+	}
+}
+
+// A container started by `conmon-go run -d` is found by its name, and `logs -f` follows it
+// until it ends.
+func TestLogsOfRunContainerByName(t *testing.T) {
+	env := setupLogs(t)
+	if out, err := exec.Command(env.bin, "help", "run").CombinedOutput(); err != nil || !strings.Contains(string(out), "conmon-go run") {
+		t.Skipf("%s has no run command (issue 14: conmon-go run): `conmon-go help run` gave %v", env.bin, err)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	if err := e2eutil.MakeBundle(env.mkbundle, "", bundle); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "e2e-logs-" + hex.EncodeToString(b)
+	state := filepath.Join("/run/conmon-go", name)
+	t.Cleanup(func() { os.RemoveAll(state) })
+	run := exec.Command(env.bin, "run", "-d", "-q", "--name", name, "--rootfs", filepath.Join(bundle, "rootfs"), "--",
+		"sh", "-c", "trap 'echo bye; exit 0' TERM; echo one; echo two >&2; while :; do sleep 0.1; done")
+	if out, err := run.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v: %s", run.Args, err, out)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(waitFile(t, filepath.Join(state, "pidfile"), 10*time.Second, false))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+
+	logs := startLogs(t, env.bin, "-f", name)
+	logs.expect(0, "one")
+	logs.expect(1, "two")
+	select {
+	case <-logs.done:
+		t.Fatal("logs -f ended while the container runs")
+	default:
+	}
+	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := logs.wait(20 * time.Second); code != 0 || out != "bye\n" || errOut != "" {
+		t.Errorf("logs -f after SIGTERM: status %d, stdout %q, stderr %q; want bye and the end", code, out, errOut)
 	}
 }
