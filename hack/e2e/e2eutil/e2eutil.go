@@ -103,3 +103,30 @@ func ModuleRoot() (string, error) {
 		}
 	}
 }
+
+// WaitFile waits (inotify on the directory, bounded) until path exists, and unless
+// allowEmpty has content, and returns that content.
+func WaitFile(path string, timeout time.Duration, allowEmpty bool) ([]byte, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, os.NewSyscallError("inotify_init1", err)
+	}
+	f := os.NewFile(uintptr(fd), "inotify")
+	defer f.Close()
+	dir := filepath.Dir(path)
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err != nil {
+		return nil, &os.PathError{Op: "inotify_add_watch", Path: dir, Err: err}
+	}
+	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 4096)
+	for {
+		if data, err := os.ReadFile(path); err == nil && (allowEmpty || len(data) > 0) {
+			return data, nil
+		}
+		if _, err := f.Read(buf); err != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", path, err)
+		}
+	}
+}

@@ -171,29 +171,13 @@ func (m *monitored) ctl(line string) {
 	}
 }
 
-// waitFile waits (inotify on its directory, bounded) until path exists, and unless
-// allowEmpty has content, and returns that.
 func waitFile(t *testing.T, path string, timeout time.Duration, allowEmpty bool) []byte {
 	t.Helper()
-	in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	data, err := e2eutil.WaitFile(path, timeout, allowEmpty)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := os.NewFile(uintptr(in), "inotify")
-	defer f.Close()
-	if _, err := unix.InotifyAddWatch(in, filepath.Dir(path), unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err != nil {
-		t.Fatalf("inotify %s: %v", filepath.Dir(path), err)
-	}
-	f.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 4096)
-	for {
-		if data, err := os.ReadFile(path); err == nil && (allowEmpty || len(data) > 0) {
-			return data
-		}
-		if _, err := f.Read(buf); err != nil {
-			t.Fatalf("waiting for %s: %v", path, err)
-		}
-	}
+	return data
 }
 
 // logsProc is a running `conmon-go logs`.

@@ -263,11 +263,17 @@ func (f *follow) end() {
 	}
 }
 
-// writerProcess is a stand-in for the monitor: a process holding path open for writing.
-// Stopping it ends following.
-func writerProcess(t *testing.T, path string) (stop func()) {
+// monitoredLog is a log in a new directory written by w, with a stand-in for its monitor: a
+// process holding the file open for writing. Following ends once stop has ended it.
+func monitoredLog(t *testing.T, cfg k8sfile.Config) (path string, w *k8sfile.Writer, stop func()) {
 	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	cfg.Path = filepath.Join(t.TempDir(), "ctr.log")
+	w, err := k8sfile.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	f, err := os.OpenFile(cfg.Path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,26 +287,13 @@ func writerProcess(t *testing.T, path string) (stop func()) {
 	go func() { cmd.Wait(); close(done) }()
 	stop = func() { cmd.Process.Kill(); <-done }
 	t.Cleanup(stop)
-	return stop
-}
-
-func openLog(t *testing.T, path string, cfg k8sfile.Config) *k8sfile.Writer {
-	t.Helper()
-	cfg.Path = path
-	w, err := k8sfile.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	return w
+	return cfg.Path, w, stop
 }
 
 func say(w *k8sfile.Writer, s ptyio.Stream, text string) { w.Write(s, []byte(text), time.Now()) }
 
 func TestFollowEndsWhenTheWriterExits(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ctr.log")
-	w := openLog(t, path, k8sfile.Config{})
-	stop := writerProcess(t, path)
+	path, w, stop := monitoredLog(t, k8sfile.Config{})
 	say(w, ptyio.Stdout, "before\n")
 	f := startFollow(t, path, Options{Tail: -1})
 	f.expect(0, "before")
@@ -329,9 +322,7 @@ func TestFollowWithoutWriterEnds(t *testing.T) {
 // kubelet renames the log, the monitor goes on writing into the renamed file until it is
 // asked to reopen, then writes to a new file at the path.
 func TestFollowAcrossRenameAndReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ctr.log")
-	w := openLog(t, path, k8sfile.Config{})
-	stop := writerProcess(t, path)
+	path, w, stop := monitoredLog(t, k8sfile.Config{})
 	say(w, ptyio.Stdout, "one\n")
 	f := startFollow(t, path, Options{Tail: -1})
 	f.expect(0, "one")
@@ -351,10 +342,8 @@ func TestFollowAcrossRenameAndReopen(t *testing.T) {
 func TestFollowAcrossRotationAndTruncation(t *testing.T) {
 	for _, rotate := range []bool{true, false} {
 		t.Run(fmt.Sprint("rotate=", rotate), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "ctr.log")
 			// 200 bytes hold three records: the file is replaced before every third line.
-			w := openLog(t, path, k8sfile.Config{SizeMax: 200, Rotate: rotate, MaxFiles: 1})
-			stop := writerProcess(t, path)
+			path, w, stop := monitoredLog(t, k8sfile.Config{SizeMax: 200, Rotate: rotate, MaxFiles: 1})
 			f := startFollow(t, path, Options{Tail: -1})
 			for i := range 12 {
 				say(w, ptyio.Stream(2+i%2), fmt.Sprintf("line%02d\n", i))
@@ -371,9 +360,7 @@ func TestFollowAcrossRotationAndTruncation(t *testing.T) {
 }
 
 func TestFollowTruncatedInPlace(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ctr.log")
-	w := openLog(t, path, k8sfile.Config{})
-	stop := writerProcess(t, path)
+	path, w, stop := monitoredLog(t, k8sfile.Config{})
 	say(w, ptyio.Stdout, "a long first line\n")
 	f := startFollow(t, path, Options{Tail: 1})
 	f.expect(0, "a long first line")
@@ -389,9 +376,7 @@ func TestFollowTruncatedInPlace(t *testing.T) {
 }
 
 func TestFollowTail(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ctr.log")
-	w := openLog(t, path, k8sfile.Config{})
-	stop := writerProcess(t, path)
+	path, w, stop := monitoredLog(t, k8sfile.Config{})
 	for i := range 5 {
 		say(w, ptyio.Stdout, fmt.Sprintf("old%d\n", i))
 	}
