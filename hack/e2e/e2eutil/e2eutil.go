@@ -4,6 +4,7 @@
 package e2eutil
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -129,4 +130,22 @@ func WaitFile(path string, timeout time.Duration, allowEmpty bool) ([]byte, erro
 			return nil, fmt.Errorf("waiting for %s: %w", path, err)
 		}
 	}
+}
+
+// EditConfig rewrites the bundle's config.json through edit.
+func EditConfig(bundle string, edit func(cfg map[string]any)) error {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	edit(cfg)
+	if data, err = json.MarshalIndent(cfg, "", "\t"); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }

@@ -13,7 +13,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -423,26 +422,16 @@ func (m *machine) bundle(t *testing.T, name string, args ...string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	path := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	var mounts []any
-	for _, mnt := range cfg["mounts"].([]any) {
-		if mnt.(map[string]any)["type"] != "cgroup" {
-			mounts = append(mounts, mnt)
+	err := e2eutil.EditConfig(dir, func(cfg map[string]any) {
+		var mounts []any
+		for _, mnt := range cfg["mounts"].([]any) {
+			if mnt.(map[string]any)["type"] != "cgroup" {
+				mounts = append(mounts, mnt)
+			}
 		}
-	}
-	cfg["mounts"] = mounts
-	if data, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+		cfg["mounts"] = mounts
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return "/srv/" + name
