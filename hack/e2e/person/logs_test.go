@@ -48,8 +48,10 @@ func TestLogsJoinsRecordsOfBothMonitors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := strings.Count(string(data), " stdout P "); n < 2 {
-				t.Fatalf("the log has %d stdout P records, want the joins to be tested:\n%s", n, data)
+			// At least the long line is cut (the short one too, unless a loaded machine
+			// delays the shell more than conmon-go's 100 ms idle flush).
+			if n := strings.Count(string(data), " stdout P "); n < 1 {
+				t.Fatalf("the log has no stdout P record, want the joins to be tested:\n%s", data)
 			}
 
 			wantOut := "out1\npartial\n" + long + "\nend"
