@@ -3,7 +3,8 @@ PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
-GO ?= go
+# Go from the PATH, else where go.dev's archive puts it.
+GO ?= $(or $(shell command -v go),/usr/local/go/bin/go)
 VERSION := 0.1.0
 REVISION := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 # The second line of --version: "commit: conmon-go <version> <revision>".
@@ -29,8 +30,10 @@ $(BIN): $(shell find . -name '*.go' -not -path './hack/*') go.mod go.sum
 	CGO_ENABLED=0 GOEXPERIMENT=$(BUILD_GOEXPERIMENT) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/conmon-go
 
 # Unit tests, short fuzz runs of the parsers, then the root integration suites (they skip
-# with a message when not root or when runc/podman/busybox are missing).
+# with a message when not root or when runc/podman/busybox are missing). hack/setup.sh
+# installs what they need first (as root on Debian; otherwise it says what is missing).
 test: build
+	sh hack/setup.sh test
 	$(GO) vet -printf.funcs=$(PRINTF_FUNCS) ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
@@ -41,10 +44,19 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseControl$$' -fuzztime 500000x ./monitor/ctl
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 200000x ./monitor/cli
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvents$$' -fuzztime 200000x ./monitor/oom
+<<<<<<< HEAD
+=======
+	$(GO) test -run '^$$' -fuzz '^FuzzConfigDecoding$$' -fuzztime 50000x ./monitor/trust
+	$(GO) test -run '^$$' -fuzz '^FuzzRecordDecoding$$' -fuzztime 200000x ./monitor/trust
+	$(GO) test -run '^$$' -fuzz '^FuzzRecordEncoding$$' -fuzztime 200000x ./monitor/trust
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 200000x ./ptyio/k8sfile
+	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime 20000x ./ptyio/k8sfile
+>>>>>>> h/attachlogs
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.
 demo: build
+	sh hack/setup.sh demo
 	sh hack/demo.sh $(CURDIR)/$(BIN)
 
 install: build

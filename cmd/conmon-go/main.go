@@ -17,9 +17,20 @@ import (
 	"github.com/conmon-go/conmon-go/monitor/dispatch"
 )
 
+// subcommands are the faces for people, recognised only as the first argument: engines
+// always start with a flag.
+var subcommands = map[string]func(args []string) int{
+	"logs": logsMain,
+}
+
 func main() {
 	if filepath.Base(os.Args[0]) == "conmon-go-runtime" {
 		os.Exit(dispatch.Main(os.Args))
+	}
+	if len(os.Args) > 1 {
+		if sub, ok := subcommands[os.Args[1]]; ok {
+			os.Exit(sub(os.Args[2:]))
+		}
 	}
 	os.Exit(monitor.Main(os.Args))
 }

@@ -165,20 +165,7 @@ func makeBundle(t *testing.T, dir string, o bundleOpts, args ...string) {
 
 func editConfig(t *testing.T, bundle string, edit func(map[string]any)) {
 	t.Helper()
-	path := filepath.Join(bundle, "config.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	edit(cfg)
-	if data, err = json.MarshalIndent(cfg, "", "\t"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	if err := e2eutil.EditConfig(bundle, edit); err != nil {
 		t.Fatal(err)
 	}
 }

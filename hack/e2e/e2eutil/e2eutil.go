@@ -4,6 +4,7 @@
 package e2eutil
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -137,3 +138,21 @@ func WaitFile(t testing.TB, path string, timeout time.Duration, ready func([]byt
 
 // NonEmpty accepts a file with content: exit files are renamed into place complete.
 func NonEmpty(data []byte) bool { return len(data) > 0 }
+
+// EditConfig rewrites the bundle's config.json through edit.
+func EditConfig(bundle string, edit func(cfg map[string]any)) error {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	edit(cfg)
+	if data, err = json.MarshalIndent(cfg, "", "\t"); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}

@@ -145,18 +145,7 @@ func waitGone(pid int, d time.Duration) bool {
 
 func (c *ctr) editConfig(edit func(cfg map[string]any)) {
 	c.t.Helper()
-	path := filepath.Join(c.bundle, "config.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		c.t.Fatal(err)
-	}
-	edit(cfg)
-	data, _ = json.Marshal(cfg)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	if err := e2eutil.EditConfig(c.bundle, edit); err != nil {
 		c.t.Fatal(err)
 	}
 }

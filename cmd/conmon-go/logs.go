@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/conmon-go/conmon-go/ptyio/k8sfile/logview"
+)
+
+func logsFlags(o *logview.Options, since *string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("logs", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	fs.BoolVarP(&o.Follow, "follow", "f", false, "go on showing new output until the container's monitor exits")
+	fs.BoolVarP(&o.Timestamps, "timestamps", "t", false, "prefix each line with its timestamp")
+	fs.IntVar(&o.Tail, "tail", -1, "show only the last `N` lines; -1: all")
+	fs.StringVar(since, "since", "", "show only lines since `T`: an RFC 3339 time or a duration back from now (10m, 1h30m)")
+	return fs
+}
+
+func logsUsage() string {
+	return `Usage: conmon-go logs [OPTIONS] PATH|ID
+
+Shows a k8s-file container log (written by conmon-go or conmon): the container's stdout
+on stdout and its stderr on stderr, records joined into whole lines.
+
+PATH is the log file or the directory holding it as ctr.log (a podman container's
+userdata directory, a conmon-go run state directory); ID names a container started by
+"conmon-go run", whose log is /run/conmon-go/ID/ctr.log or $XDG_RUNTIME_DIR/conmon-go/ID/ctr.log.
+
+With --follow it goes on showing what the container writes, across log reopens,
+rotations and truncations, and ends when the container's monitor has exited.
+
+Options:
+` + logsFlags(&logview.Options{}, new(string)).FlagUsages() + `
+Examples:
+  conmon-go logs --tail 20 -f /run/conmon-go/web/ctr.log
+  conmon-go logs --since 10m --timestamps web
+`
+}
+
+func logsMain(args []string) int { return logs(args, os.Stdout, os.Stderr) }
+
+// logs is the logs command: one line on stderr and status 1 for bad input, 2 for a bad
+// command line.
+func logs(args []string, stdout, stderr io.Writer) int {
+	var o logview.Options
+	var since string
+	flags := logsFlags(&o, &since)
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			io.WriteString(stdout, logsUsage())
+			return 0
+		}
+		fmt.Fprintf(stderr, "conmon-go logs: %v (conmon-go logs --help)\n", err)
+		return 2
+	}
+	if flags.NArg() != 1 {
+		fmt.Fprintf(stderr, "conmon-go logs: want one log file, directory or container id, got %d arguments (conmon-go logs --help)\n", flags.NArg())
+		return 2
+	}
+	var err error
+	if o.Since, err = parseSince(since, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "conmon-go logs: --since: %v\n", err)
+		return 2
+	}
+	path, err := logPath(flags.Arg(0))
+	if err == nil {
+		err = logview.Show(path, o, stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "conmon-go logs: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parseSince reads an RFC 3339 time, or a duration back from now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2006-01-02T15:04:05Z07:00) nor a duration (10m)", s)
+	}
+	return now.Add(-d), nil
+}
+
+// logPath resolves the argument: a file, a directory holding ctr.log, or the id of a
+// container started by `conmon-go run`.
+func logPath(arg string) (string, error) {
+	st, err := os.Stat(arg)
+	switch {
+	case err == nil && st.IsDir():
+		return filepath.Join(arg, "ctr.log"), nil
+	case err == nil:
+		return arg, nil
+	case !errors.Is(err, fs.ErrNotExist) || strings.ContainsRune(arg, '/') || arg == "." || arg == "..":
+		return "", err
+	}
+	var tried []string
+	for _, root := range stateRoots() {
+		path := filepath.Join(root, arg, "ctr.log")
+		if _, err := os.Stat(path); err == nil {
+			return path, nil
+		}
+		tried = append(tried, path)
+	}
+	return "", fmt.Errorf("%s: no such file, and no container of that id (no %s)", arg, strings.Join(tried, " or "))
+}
+
+// stateRoots are where `conmon-go run` keeps its containers' state directories.
+func stateRoots() []string {
+	var roots []string
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
+		roots = append(roots, filepath.Join(dir, "conmon-go"))
+	}
+	return append(roots, "/run/conmon-go")
+}

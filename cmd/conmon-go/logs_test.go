@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runLogs(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = logs(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+const logRecords = "2026-11-27T12:38:19.750087082+00:00 stdout P hel\n" +
+	"2026-11-27T12:38:19.750146141+00:00 stderr F err1\n" +
+	"2026-11-27T12:38:20.053594664+00:00 stdout F lo\n"
+
+func TestLogsByPathDirAndID(t *testing.T) {
+	runtime := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", runtime)
+	dir := filepath.Join(runtime, "conmon-go", "web")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ctr.log"), []byte(logRecords), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{filepath.Join(dir, "ctr.log"), dir, "web"} {
+		if code, out, errOut := runLogs(arg); code != 0 || out != "hello\n" || errOut != "err1\n" {
+			t.Errorf("logs %s: status %d, stdout %q, stderr %q", arg, code, out, errOut)
+		}
+	}
+	code, out, _ := runLogs("--timestamps", "--tail", "1", "web")
+	if code != 0 || out != "2026-11-27T12:38:19.750087082+00:00 hello\n" {
+		t.Errorf("--timestamps --tail 1: status %d, stdout %q", code, out)
+	}
+	code, out, _ = runLogs("--since", "2026-11-27T12:38:19.8Z", "web")
+	if code != 0 || out != "" {
+		t.Errorf("--since after the line began: status %d, stdout %q", code, out)
+	}
+}
+
+// Bad input: one line on stderr naming the problem, a non-zero status, nothing on stdout.
+func TestLogsBadInput(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	notLog := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(notLog, []byte("dear diary\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{notLog}, 1, notLog + " is not a k8s-file log"},
+		{[]string{"/nonexistent/ctr.log"}, 1, "/nonexistent/ctr.log: no such file or directory"},
+		{[]string{"nosuchid"}, 1, "nosuchid: no such file, and no container of that id"},
+		{[]string{}, 2, "want one log file"},
+		{[]string{"a", "b"}, 2, "got 2 arguments"},
+		{[]string{"--tail", "x", notLog}, 2, "invalid argument \"x\""},
+		{[]string{"--bogus", notLog}, 2, "unknown flag: --bogus"},
+		{[]string{"--since", "yesterday", notLog}, 2, "--since: \"yesterday\" is neither"},
+	} {
+		code, out, errOut := runLogs(c.args...)
+		if code != c.code || out != "" || !strings.HasPrefix(errOut, "conmon-go logs: ") ||
+			!strings.Contains(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("logs %q: status %d, stdout %q, stderr %q; want status %d and one line with %q",
+				c.args, code, out, errOut, c.code, c.want)
+		}
+	}
+}
+
+func TestLogsHelp(t *testing.T) {
+	code, out, errOut := runLogs("--help")
+	if code != 0 || errOut != "" || !strings.Contains(out, "Usage: conmon-go logs") || !strings.Contains(out, "--follow") {
+		t.Errorf("--help: status %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"":                            {},
+		"10m":                         now.Add(-10 * time.Minute),
+		"1h30m":                       now.Add(-90 * time.Minute),
+		"2026-11-27T10:00:00Z":        time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC),
+		"2026-11-27T10:00:00.5+01:00": time.Date(2026, 11, 27, 9, 0, 0, 5e8, time.UTC),
+	} {
+		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"-5m", "2026-11-27", "soon"} {
+		if _, err := parseSince(bad, now); err == nil {
+			t.Errorf("parseSince(%q) accepted", bad)
+		}
+	}
+}
