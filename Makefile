@@ -44,14 +44,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseControl$$' -fuzztime 500000x ./monitor/ctl
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 200000x ./monitor/cli
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvents$$' -fuzztime 200000x ./monitor/oom
-<<<<<<< HEAD
-=======
-	$(GO) test -run '^$$' -fuzz '^FuzzConfigDecoding$$' -fuzztime 50000x ./monitor/trust
-	$(GO) test -run '^$$' -fuzz '^FuzzRecordDecoding$$' -fuzztime 200000x ./monitor/trust
-	$(GO) test -run '^$$' -fuzz '^FuzzRecordEncoding$$' -fuzztime 200000x ./monitor/trust
 	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 200000x ./ptyio/k8sfile
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime 20000x ./ptyio/k8sfile
->>>>>>> h/attachlogs
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.
