@@ -1,0 +1,432 @@
+package person
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/journal"
+	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/monitor/ctl"
+	"github.com/conmon-go/conmon-go/seqpacket"
+)
+
+// RunOptions is what `conmon-go run` was asked for.
+type RunOptions struct {
+	Bundle      string   // bundle directory; or
+	Rootfs      string   // root filesystem for a default configuration
+	Args        []string // the container's command; replaces the bundle's
+	Terminal    bool     // give the container a terminal (a bundle may ask for one itself)
+	Stdin       bool     // forward stdin to the container
+	Runtime     string   // OCI runtime: a path, or a name looked up in PATH
+	Name        string   // names the state directory; generated when empty
+	LogPaths    []string // the monitor's -l values; "k8s-file" alone means <state dir>/ctr.log
+	StateDir    string   // default: <StateBase>/<name>
+	Detach      bool     // leave the container running and return
+	Quiet       bool     // no report on stderr
+	Remove      bool     // remove the state directory after the container ended
+	DetachKeys  string
+	StopTimeout time.Duration // after a forwarded SIGTERM/SIGINT/SIGHUP, SIGKILL follows
+	LogLevel    string        // the monitor's --log-level
+}
+
+// exitTimeout bounds the wait for the exit file after the output ended: the monitor writes
+// it right after closing its clients, once its bounded drain is over.
+const exitTimeout = 10 * time.Second
+
+// maxReattach bounds how often a session is resumed after the monitor dropped it.
+const maxReattach = 10
+
+// container is one run: its names, paths and the processes serving it.
+type container struct {
+	o        RunOptions
+	id, name string
+	dir      string
+	rt       runtime
+	report   io.Writer // the person's report: stderr, or discarded with --quiet
+	terminal bool
+	unit     *unit
+
+	watch      *exitWatch
+	escalation sync.Once
+}
+
+func (c *container) path(name string) string { return filepath.Join(c.dir, name) }
+
+// Run starts one container under the monitor and, unless detached, stays with it until it
+// ends; it returns the container's exit status. An error comes with the status to exit
+// with (ExitCode).
+func Run(o RunOptions) (int, error) {
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, sessionSignals...)
+	defer signal.Stop(sigc)
+
+	c, err := prepare(o)
+	if err != nil {
+		return ExitCode(err), err
+	}
+	keys, err := parseDetachKeys(o.DetachKeys)
+	if err != nil {
+		return ExitFailure, fail("%w", err)
+	}
+	cpid, mpid, err := launch(c.monitorArgs(), c.rt.env, c.passthrough(), c.path("conmon.pid"), sigc)
+	if err != nil {
+		c.rt.delete(c.id, true)
+		c.removeState() // no container ran: nothing to look at
+		var in *interrupted
+		if errors.As(err, &in) {
+			return exitSignalBase + int(in.sig), nil
+		}
+		return ExitCode(err), err
+	}
+	c.watch = newExitWatch([]string{c.path("exits/" + c.id), c.path("exit")}, mpid)
+	defer c.watch.close()
+	c.printInfo(cpid, mpid)
+
+	if o.Detach {
+		return c.startDetached(mpid)
+	}
+	return c.runAttached(sigc, keys)
+}
+
+// prepare checks the options, makes the state directory and writes the bundle.
+func prepare(o RunOptions) (*container, error) {
+	if (o.Bundle == "") == (o.Rootfs == "") {
+		return nil, fail("give either --bundle DIR or --rootfs DIR")
+	}
+	if o.Remove && o.Detach {
+		return nil, fail("--rm needs the foreground: after --detach nobody is left to remove the state directory")
+	}
+	rt, err := findRuntime(o.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	id := newID()
+	c := &container{o: o, id: id, name: o.Name, rt: rt, report: os.Stderr, unit: newUnit()}
+	if o.Quiet {
+		c.report = io.Discard
+	}
+	if c.name == "" {
+		c.name = id[:12]
+	} else if !validName(c.name) {
+		return nil, fail("invalid name %q: use letters, digits, _ . - (not first)", c.name)
+	}
+	if c.dir = o.StateDir; c.dir == "" {
+		base, err := StateBase()
+		if err != nil {
+			return nil, fail("%w", err)
+		}
+		c.dir = filepath.Join(base, c.name)
+	}
+	if c.dir, err = filepath.Abs(c.dir); err != nil {
+		return nil, fail("state directory %s: %w", o.StateDir, err)
+	}
+	if o.Bundle != "" {
+		if b, err := filepath.Abs(o.Bundle); err == nil && b == c.dir {
+			return nil, fail("the state directory must not be the bundle %s", o.Bundle)
+		}
+	}
+	if err := c.makeStateDir(); err != nil {
+		return nil, err
+	}
+	c.terminal, err = writeConfig(c.dir, bundleSpec{
+		Bundle: o.Bundle, Rootfs: o.Rootfs, Args: o.Args, Terminal: o.Terminal, Hostname: c.name,
+	})
+	if err != nil {
+		c.removeState()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newID returns a container id like engines use: 64 hex digits. The id is the runtime's;
+// people use the name.
+func newID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// stateFiles are the files a run leaves in its state directory.
+var stateFiles = []string{"config.json", "attach", "ctl", "winsz", "ctr.log", "pidfile", "conmon.pid", "exit", "oom"}
+
+// makeStateDir creates the state directory, or takes over one left by a container that
+// has ended. Anything else there is left alone.
+func (c *container) makeStateDir() error {
+	entries, err := os.ReadDir(c.dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fail("state directory: %w", err)
+	case len(entries) == 0:
+	default:
+		if conn, err := seqpacket.Dial(c.path("attach")); err == nil {
+			conn.Close()
+			return fail("container %s is running (state directory %s)", c.name, c.dir)
+		}
+		if !finished(c.dir) {
+			return fail("%s holds no ended container: remove it or choose another --name", c.dir)
+		}
+		c.removeStateFiles()
+	}
+	if err := os.MkdirAll(c.path("exits"), 0o700); err != nil {
+		return fail("state directory: %w", err)
+	}
+	return nil
+}
+
+// finished reports whether dir is the state directory of a container that has ended.
+func finished(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, "exit")); err == nil {
+		return true
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "exits"))
+	return len(entries) > 0
+}
+
+// removeState removes the state directory when it holds nothing but a run's files.
+func (c *container) removeState() {
+	c.removeStateFiles()
+	os.Remove(c.dir)
+}
+
+func (c *container) removeStateFiles() {
+	for _, f := range stateFiles {
+		os.Remove(c.path(f))
+	}
+	rotated, _ := filepath.Glob(c.path("ctr.log.*"))
+	for _, f := range rotated {
+		os.Remove(f)
+	}
+	if entries, err := os.ReadDir(c.path("exits")); err == nil {
+		for _, e := range entries {
+			os.Remove(c.path("exits/" + e.Name()))
+		}
+	}
+	os.Remove(c.path("exits"))
+}
+
+// logPaths are the monitor's -l values: the given ones, else journald when our stderr is
+// the journal (a systemd service), else a k8s-file in the state directory.
+func (c *container) logPaths() []string {
+	paths := c.o.LogPaths
+	if len(paths) == 0 {
+		if ok, _ := journal.StderrIsJournalStream(); ok {
+			return []string{"journald"}
+		}
+		paths = []string{"k8s-file"}
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		if p == "k8s-file" {
+			p = "k8s-file:" + c.path("ctr.log")
+		}
+		out[i] = p
+	}
+	return out
+}
+
+func (c *container) passthrough() bool {
+	for _, p := range c.logPaths() {
+		if p == "passthrough" {
+			return true
+		}
+	}
+	return false
+}
+
+// monitorArgs is the monitor's command line, podman's for `run`: the state directory is
+// the bundle and holds the pid files, the k8s-file log and the exit files.
+func (c *container) monitorArgs() []string {
+	args := []string{
+		os.Args[0], "--api-version", "1",
+		"-c", c.id, "-u", c.id, "-n", c.name,
+		"-r", c.rt.path, "-b", c.dir,
+		"-p", c.path("pidfile"), "--conmon-pidfile", c.path("conmon.pid"),
+		"--exit-dir", c.path("exits"), "--persist-dir", c.dir,
+		"--full-attach", "--syslog", "--log-level", c.o.LogLevel,
+		// Whoever is attached, or nobody after a detach: the container leaves the runtime
+		// when it ends, as podman's exit command sees to.
+		"--exit-command", c.rt.path, "--exit-command-arg", "delete", "--exit-command-arg", c.id,
+	}
+	for _, p := range c.logPaths() {
+		args = append(args, "-l", p)
+	}
+	switch {
+	case c.terminal:
+		args = append(args, "-t")
+	case c.o.Stdin:
+		args = append(args, "-i")
+		if c.o.Detach {
+			// Several attach sessions may come and go: none of them closes stdin.
+			args = append(args, "--leave-stdin-open")
+		}
+	}
+	return args
+}
+
+func (c *container) printInfo(cpid, mpid int) {
+	fmt.Fprintf(c.report, "conmon-go: container %s (pid %d, monitor pid %d)\n", c.name, cpid, mpid)
+	fmt.Fprintf(c.report, "  state:  %s\n", c.dir)
+	for _, p := range c.logPaths() {
+		switch {
+		case strings.HasPrefix(p, "k8s-file:"):
+			fmt.Fprintf(c.report, "  log:    %s\n", strings.TrimPrefix(p, "k8s-file:"))
+		case p == "journald":
+			fmt.Fprintf(c.report, "  log:    journald (journalctl CONTAINER_NAME=%s)\n", c.name)
+		default:
+			fmt.Fprintf(c.report, "  log:    %s\n", p)
+		}
+	}
+	fmt.Fprintf(c.report, "  attach: %s\n", c.path("attach"))
+	fmt.Fprintf(c.report, "  exit:   %s\n", c.path("exits/"+c.id))
+}
+
+// startDetached starts the container and leaves it to its monitor. Under systemd the
+// monitor becomes the unit's main process: it is the one that stays.
+func (c *container) startDetached(mpid int) (int, error) {
+	if err := c.rt.start(c.id); err != nil {
+		c.rt.delete(c.id, true)
+		return ExitFailure, fail("%w", err)
+	}
+	c.unit.ready(mpid)
+	fmt.Fprintf(c.report, "conmon-go: detached; attach with: conmon-go attach %s\n", c.dir)
+	fmt.Println(c.name)
+	return 0, nil
+}
+
+// runAttached connects to the attach socket, starts the container and stays with it: the
+// output goes to our stdout and stderr, signals to the container, and the container's exit
+// status becomes ours.
+func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error) {
+	conn, err := seqpacket.Dial(c.path("attach"))
+	if err != nil {
+		c.abandon()
+		return ExitFailure, fail("%w", err)
+	}
+	s := &session{conn: conn, keys: keys}
+	if c.o.Stdin && !c.passthrough() {
+		s.in = readInput(os.Stdin)
+	} else {
+		conn.CloseWrite()
+	}
+	term, err := openTerminal(c.terminal && s.in != nil)
+	if err != nil {
+		conn.Close()
+		c.abandon()
+		return ExitFailure, err
+	}
+	defer term.restore()
+	s.term = term
+	if c.terminal {
+		if s.ctl, err = ctl.OpenWriter(c.dir); err != nil {
+			term.restore()
+			conn.Close()
+			c.abandon()
+			return ExitFailure, fail("%w", err)
+		}
+		defer s.ctl.Close()
+		s.resize() // before the start, as podman does: the first prompt fits
+	}
+	if err := c.rt.start(c.id); err != nil {
+		term.restore()
+		conn.Close()
+		c.abandon()
+		return ExitFailure, fail("%w", err)
+	}
+	c.unit.ready(os.Getpid())
+	c.unit.watchdog(c.watch.monitorAlive)
+
+	out := c.attachLoop(s, sigc)
+	conn = s.conn
+	conn.Close()
+	term.restore()
+	if out == detached {
+		c.unit.stopWatchdog()
+		fmt.Fprintf(c.report, "\nconmon-go: detached from %s; attach again with: conmon-go attach %s\n", c.name, c.dir)
+		return 0, nil
+	}
+	return c.finish()
+}
+
+// attachLoop runs sessions until the container's output ends or the person detaches. A
+// monitor drops a client that stops reading (a terminal that cannot keep up): while its
+// socket still accepts connections the container runs, and the session is resumed.
+func (c *container) attachLoop(s *session, sigc <-chan os.Signal) outcome {
+	for i := 0; ; i++ {
+		out := s.run(sigc, c.forward)
+		if out != ended || i == maxReattach {
+			return out
+		}
+		conn, err := seqpacket.Dial(c.path("attach"))
+		if err != nil {
+			return out
+		}
+		s.conn.Close()
+		s.conn = conn
+		if s.in == nil {
+			conn.CloseWrite()
+		}
+		fmt.Fprintf(c.report, "conmon-go: the monitor dropped this slow client; attached again (output in between is in the log)\n")
+	}
+}
+
+// forward passes a signal to the container through the runtime. After one that asks it to
+// end, the container has StopTimeout to do so before it is killed: an init process ignores
+// signals it installed no handler for.
+func (c *container) forward(sig syscall.Signal) bool {
+	if sig == unix.SIGPIPE {
+		// Our stdout is gone: nobody sees the output any more.
+		sig = unix.SIGTERM
+	}
+	go c.rt.kill(c.id, sig)
+	if terminating(sig) {
+		c.unit.stopping()
+		c.escalation.Do(func() {
+			time.AfterFunc(c.o.StopTimeout, func() {
+				fmt.Fprintf(c.report, "\r\nconmon-go: container %s still runs %v after %s: killing it\r\n", c.name, c.o.StopTimeout, unix.SignalName(sig))
+				c.rt.kill(c.id, unix.SIGKILL)
+			})
+		})
+	}
+	return false
+}
+
+// finish waits for the exit status, removes the container from the runtime as engines do,
+// and reports.
+func (c *container) finish() (int, error) {
+	c.unit.stopping()
+	status, err := c.watch.wait(exitTimeout)
+	c.unit.stopWatchdog()
+	if err != nil {
+		c.abandon()
+		return ExitFailure, fail("container %s: %w", c.name, err)
+	}
+	// The monitor ends once its exit command removed the container from the runtime; a
+	// unit stops cleanly once it is gone.
+	if !c.watch.waitMonitor(exitTimeout) {
+		c.rt.delete(c.id, true)
+	}
+	fmt.Fprintf(c.report, "conmon-go: container %s exited with status %d\n", c.name, status)
+	if c.o.Remove {
+		c.removeState()
+	}
+	return status, nil
+}
+
+// abandon ends a container whose monitor cannot be used: the runtime kills and removes it,
+// after which the monitor ends too.
+func (c *container) abandon() {
+	c.unit.stopping()
+	c.rt.delete(c.id, true)
+}
