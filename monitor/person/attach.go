@@ -57,7 +57,11 @@ func Attach(o AttachOptions) (int, error) {
 	tty := o.Terminal || configTerminal(dir)
 	s := &session{conn: conn, keys: keys}
 	if !o.NoStdin {
-		s.in = readInput(os.Stdin)
+		if s.in, err = readInput(); err != nil {
+			conn.Close()
+			return ExitFailure, err
+		}
+		defer s.in.stop()
 	}
 	term, err := openTerminal(tty && s.in != nil)
 	if err != nil {
@@ -73,6 +77,7 @@ func Attach(o AttachOptions) (int, error) {
 		}
 	}
 	out := s.run(sigc, func(sig syscall.Signal) bool { return terminating(sig) || sig == unix.SIGPIPE })
+	s.in.stop()
 	s.conn.Close()
 	term.restore()
 	if out != ended {

@@ -71,13 +71,13 @@ func Run(o RunOptions) (int, error) {
 	signal.Notify(sigc, sessionSignals...)
 	defer signal.Stop(sigc)
 
-	c, err := prepare(o)
-	if err != nil {
-		return ExitCode(err), err
-	}
 	keys, err := parseDetachKeys(o.DetachKeys)
 	if err != nil {
 		return ExitFailure, fail("%w", err)
+	}
+	c, err := prepare(o)
+	if err != nil {
+		return ExitCode(err), err
 	}
 	cpid, mpid, err := launch(c.monitorArgs(), c.rt.env, c.passthrough(), c.path("conmon.pid"), sigc)
 	if err != nil {
@@ -316,7 +316,12 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 	}
 	s := &session{conn: conn, keys: keys}
 	if c.o.Stdin && !c.passthrough() {
-		s.in = readInput(os.Stdin)
+		if s.in, err = readInput(); err != nil {
+			conn.Close()
+			c.abandon()
+			return ExitFailure, err
+		}
+		defer s.in.stop()
 	} else {
 		conn.CloseWrite()
 	}
@@ -348,8 +353,8 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 	c.unit.watchdog(c.watch.monitorAlive)
 
 	out := c.attachLoop(s, sigc)
-	conn = s.conn
-	conn.Close()
+	s.in.stop()
+	s.conn.Close()
 	term.restore()
 	if out == detached {
 		c.unit.stopWatchdog()

@@ -1,8 +1,8 @@
 package person
 
 import (
-	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,28 +29,57 @@ func terminating(sig syscall.Signal) bool {
 // side: the copy may sit in a write to a terminal that does not take output.
 const outputStalled = time.Second
 
-// input reads our stdin for the life of the process, so that the sessions that follow
-// each other (after a reconnect) take turns with one reader.
+// input reads our stdin for the life of a command, so that the sessions that follow each
+// other (after a reconnect) take turns with one reader. It reads only when stdin is
+// readable and stop has not been called: input typed after the end belongs to the shell.
 type input struct {
 	chunks chan []byte // closed at the end of stdin
+	stopR  int         // readable once stop was called
+	stopW  int
+	once   sync.Once
 }
 
-func readInput(r io.Reader) *input {
-	in := &input{chunks: make(chan []byte)}
-	go func() {
-		defer close(in.chunks)
-		for {
-			buf := make([]byte, seqpacket.MaxInput)
-			n, err := r.Read(buf)
-			if n > 0 {
-				in.chunks <- buf[:n]
-			}
-			if err != nil {
-				return
-			}
+func readInput() (*input, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, fail("pipe: %w", err)
+	}
+	in := &input{chunks: make(chan []byte, 1), stopR: p[0], stopW: p[1]}
+	go in.loop()
+	return in, nil
+}
+
+func (in *input) loop() {
+	defer close(in.chunks)
+	defer unix.Close(in.stopR)
+	fds := []unix.PollFd{{Fd: 0, Events: unix.POLLIN}, {Fd: int32(in.stopR), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			return
 		}
-	}()
-	return in
+		if fds[1].Revents != 0 {
+			return
+		}
+		if fds[0].Revents == 0 {
+			continue
+		}
+		buf := make([]byte, seqpacket.MaxInput)
+		n, err := unix.Read(0, buf)
+		switch {
+		case n > 0:
+			in.chunks <- buf[:n]
+		case err == unix.EINTR || err == unix.EAGAIN:
+		default: // end of input, or an error that will not go away
+			return
+		}
+	}
+}
+
+// stop ends the reading.
+func (in *input) stop() {
+	if in != nil {
+		in.once.Do(func() { unix.Close(in.stopW) })
+	}
 }
 
 // session connects the person's stdio to an attach socket: container output to stdout
@@ -77,6 +106,7 @@ const (
 // onSignal returns true for a signal received on sigc. A stdout that cannot be written to
 // any more counts as SIGPIPE: the output is then read and dropped.
 func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool) outcome {
+	s.resize() // before the first keys are forwarded
 	outDone := make(chan struct{})
 	outFailed := make(chan struct{}, 1)
 	go s.copyOutput(outDone, outFailed)
@@ -86,7 +116,6 @@ func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool)
 	if s.in != nil {
 		go s.copyInput(stop, detach)
 	}
-	s.resize()
 	end := func(o outcome) outcome {
 		s.conn.Close() // ends the output copy
 		select {
