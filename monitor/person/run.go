@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -174,7 +176,7 @@ func (c *container) makeStateDir() error {
 			conn.Close()
 			return fail("container %s is running (state directory %s)", c.name, c.dir)
 		}
-		if !finished(c.dir) {
+		if !finished(c.dir) && !monitorGone(c.dir) {
 			return fail("%s holds no ended container: remove it or choose another --name", c.dir)
 		}
 		c.removeStateFiles()
@@ -198,6 +200,18 @@ func finished(dir string) bool {
 func (c *container) removeState() {
 	c.removeStateFiles()
 	os.Remove(c.dir)
+}
+
+// monitorGone reports whether dir belonged to a monitor that is no longer running (killed
+// before it wrote an exit file): its pid file names a process that is gone or that is not
+// a monitor of dir.
+func monitorGone(dir string) bool {
+	pid, err := readPid(filepath.Join(dir, "conmon.pid"))
+	if err != nil {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err != nil || !strings.Contains(string(cmdline), "\x00"+dir+"\x00")
 }
 
 func (c *container) removeStateFiles() {
@@ -236,14 +250,17 @@ func (c *container) logPaths() []string {
 	return out
 }
 
-func (c *container) passthrough() bool {
-	for _, p := range c.logPaths() {
-		if p == "passthrough" {
-			return true
-		}
+// journaled reports whether the container's output goes to journald while our stdout is
+// the journal too (a systemd service): copying it there would log every line twice.
+func (c *container) journaled() bool {
+	if !slices.Contains(c.logPaths(), "journald") {
+		return false
 	}
-	return false
+	ok, _ := journal.StdoutIsJournalStream()
+	return ok
 }
+
+func (c *container) passthrough() bool { return slices.Contains(c.logPaths(), "passthrough") }
 
 // monitorArgs is the monitor's command line, podman's for `run`: the state directory is
 // the bundle and holds the pid files, the k8s-file log and the exit files.
@@ -314,7 +331,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		c.abandon()
 		return ExitFailure, fail("%w", err)
 	}
-	s := &session{conn: conn, keys: keys}
+	s := &session{conn: conn, keys: keys, mute: c.journaled()}
 	if c.o.Stdin && !c.passthrough() {
 		if s.in, err = readInput(); err != nil {
 			conn.Close()

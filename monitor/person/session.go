@@ -91,6 +91,7 @@ type session struct {
 	keys []byte // detach sequence
 	term *userTerminal
 	ctl  *ctl.Writer // nil: the container has no terminal to resize
+	mute bool        // the output is read and dropped: it is in the journal already
 }
 
 // outcome says how a session ended.
@@ -171,7 +172,7 @@ func (s *session) copyOutput(done, failed chan<- struct{}) {
 		if err != nil {
 			return
 		}
-		if broken {
+		if broken || s.mute {
 			continue
 		}
 		w := os.Stdout
