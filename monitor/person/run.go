@@ -1,7 +1,6 @@
 package person
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -151,11 +150,18 @@ func prepare(o RunOptions) (*container, error) {
 	return c, nil
 }
 
-// newID returns a container id like engines use: 64 hex digits. The id is the runtime's;
-// people use the name.
+// newID returns a container id like engines use: 64 random hex digits. The id is the
+// runtime's; people use the name. getrandom(2) directly: crypto/rand would bring the
+// FIPS modules into every monitor's binary.
 func newID() string {
 	var b [32]byte
-	rand.Read(b[:])
+	for n := 0; n < len(b); {
+		m, err := unix.Getrandom(b[n:], 0)
+		if err != nil && err != unix.EINTR {
+			panic("getrandom: " + err.Error()) // Linux ≥ 3.17 always has it
+		}
+		n += max(m, 0)
+	}
 	return hex.EncodeToString(b[:])
 }
 
@@ -309,6 +315,15 @@ func (c *container) printInfo(cpid, mpid int) {
 	fmt.Fprintf(c.report, "  exit:   %s\n", c.path("exits/"+c.id))
 }
 
+// target is what to give `conmon-go attach`: the name when it finds the state directory
+// by it.
+func (c *container) target() string {
+	if base, err := StateBase(); err == nil && filepath.Join(base, c.name) == c.dir {
+		return c.name
+	}
+	return c.dir
+}
+
 // startDetached starts the container and leaves it to its monitor. Under systemd the
 // monitor becomes the unit's main process: it is the one that stays.
 func (c *container) startDetached(mpid int) (int, error) {
@@ -317,7 +332,7 @@ func (c *container) startDetached(mpid int) (int, error) {
 		return ExitFailure, fail("%w", err)
 	}
 	c.unit.ready(mpid)
-	fmt.Fprintf(c.report, "conmon-go: detached; attach with: conmon-go attach %s\n", c.dir)
+	fmt.Fprintf(c.report, "conmon-go: detached; attach with: conmon-go attach %s\n", c.target())
 	fmt.Println(c.name)
 	return 0, nil
 }
@@ -375,7 +390,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 	term.restore()
 	if out == detached {
 		c.unit.stopWatchdog()
-		fmt.Fprintf(c.report, "\nconmon-go: detached from %s; attach again with: conmon-go attach %s\n", c.name, c.dir)
+		fmt.Fprintf(c.report, "\nconmon-go: detached from %s; attach again with: conmon-go attach %s\n", c.name, c.target())
 		return 0, nil
 	}
 	return c.finish()
