@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -32,13 +31,11 @@ const attachExitWait = 5 * time.Second
 // conmon-go or conmon, until the container ends (its exit status is returned when its exit
 // file can be found) or the person detaches (0).
 func Attach(o AttachOptions) (int, error) {
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, sessionSignals...)
-	defer signal.Stop(sigc)
-
+	sigc, release := catchSignals()
+	defer release()
 	keys, err := parseDetachKeys(o.DetachKeys)
 	if err != nil {
-		return ExitFailure, fail("%w", err)
+		return ExitFailure, err
 	}
 	sock, err := findSocket(o.Target)
 	if err != nil {

@@ -1,9 +1,6 @@
 package person
 
-import (
-	"errors"
-	"strings"
-)
+import "strings"
 
 // DefaultDetachKeys is podman's detach sequence.
 const DefaultDetachKeys = "ctrl-p,ctrl-q"
@@ -31,10 +28,10 @@ func parseDetachKeys(s string) ([]byte, error) {
 			case strings.IndexByte("@[\\]^_", c) >= 0:
 				keys = append(keys, c-'@')
 			default:
-				return nil, errors.New("invalid detach key " + k + ": ctrl- takes a letter or one of @[\\]^_")
+				return nil, fail("invalid detach key %s: ctrl- takes a letter or one of @[\\]^_", k)
 			}
 		default:
-			return nil, errors.New("invalid detach key " + strings.TrimSpace(k) + `: use ctrl-<letter> or one character, e.g. "ctrl-p,ctrl-q"`)
+			return nil, fail(`invalid detach key %q: use ctrl-<letter> or one character, e.g. "ctrl-p,ctrl-q"`, k)
 		}
 	}
 	return keys, nil

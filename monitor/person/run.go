@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -68,13 +67,11 @@ func (c *container) path(name string) string { return filepath.Join(c.dir, name)
 // ends; it returns the container's exit status. An error comes with the status to exit
 // with (ExitCode).
 func Run(o RunOptions) (int, error) {
-	sigc := make(chan os.Signal, 16)
-	signal.Notify(sigc, sessionSignals...)
-	defer signal.Stop(sigc)
-
+	sigc, release := catchSignals()
+	defer release()
 	keys, err := parseDetachKeys(o.DetachKeys)
 	if err != nil {
-		return ExitFailure, fail("%w", err)
+		return ExitFailure, err
 	}
 	c, err := prepare(o)
 	if err != nil {

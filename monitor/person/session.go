@@ -2,6 +2,7 @@ package person
 
 import (
 	"os"
+	"os/signal"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +19,14 @@ import (
 var sessionSignals = []os.Signal{
 	unix.SIGWINCH, unix.SIGCONT, unix.SIGPIPE,
 	unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2,
+}
+
+// catchSignals starts catching sessionSignals, from the start of a command: a ctrl-c
+// while the container is being created must not leave it behind.
+func catchSignals() (<-chan os.Signal, func()) {
+	sigc := make(chan os.Signal, 16)
+	signal.Notify(sigc, sessionSignals...)
+	return sigc, func() { signal.Stop(sigc) }
 }
 
 // terminating reports the signals that ask the container to end.

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
@@ -89,14 +91,45 @@ func uniqueName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
-// stateDir is a fresh state directory for one container.
+// stateDir is a fresh state directory for one container, removed at the end of the test
+// together with the container.
 func stateDir(t *testing.T) string {
 	dir, err := os.MkdirTemp(tmpRoot, "st-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	cleanState(t, dir)
 	return dir
+}
+
+// cleanState ends, at the end of the test, a container left running in dir by a failed
+// test or by design (detached), waits for its monitor and removes dir.
+func cleanState(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		defer os.RemoveAll(dir)
+		monitor, err := readInt(filepath.Join(dir, "conmon.pid"))
+		if err != nil {
+			return
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", monitor))
+		if err != nil || !bytes.Contains(cmdline, []byte("\x00"+dir+"\x00")) {
+			return // ended
+		}
+		if pid, err := readInt(filepath.Join(dir, "pidfile")); err == nil {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		if !e2eutil.WaitPidGone(monitor, deadline) {
+			t.Errorf("the monitor of %s did not end", dir)
+		}
+	})
+}
+
+func readInt(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
 }
 
 // ---- running the binary to completion ----
@@ -136,28 +169,6 @@ func conmonGo(t *testing.T, env []string, stdin string, args ...string) result {
 		t.Fatalf("conmon-go %q did not end within %v", args, deadline)
 	}
 	return result{stdout.String(), stderr.String(), cmd.ProcessState.ExitCode(), cmd.Process.Pid}
-}
-
-// containerID is the runtime's id of the container run keeps in dir, from its monitor's
-// command line.
-func containerID(t *testing.T, dir string) string {
-	t.Helper()
-	pid, err := os.ReadFile(filepath.Join(dir, "conmon.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile("/proc/" + string(pid) + "/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv := strings.Split(string(raw), "\x00")
-	for i, a := range argv[:len(argv)-1] {
-		if a == "-c" {
-			return argv[i+1]
-		}
-	}
-	t.Fatalf("no -c in the monitor's command line %q", argv)
-	return ""
 }
 
 // pidOfRun waits for the `conmon-go run` process whose command line names dir.

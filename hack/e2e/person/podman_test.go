@@ -89,52 +89,44 @@ func (p *podmanEnv) userdata(id string) string {
 	return filepath.Dir(p.must("inspect", "--format", "{{.OCIConfigPath}}", id))
 }
 
-var monitors = []struct{ name, path string }{{"conmon-go", ""}, {"conmon", refConmon}}
+// underEachMonitor runs test, in parallel, with a private podman whose containers are
+// monitored by conmon-go, then by conmon.
+func underEachMonitor(t *testing.T, test func(t *testing.T, p *podmanEnv)) {
+	setup(t)
+	for _, m := range []struct{ name, path string }{{"conmon-go", bin}, {"conmon", refConmon}} {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, newPodman(t, m.path))
+		})
+	}
+}
 
 // attach to a container without a terminal started by podman under conmon-go and under
 // conmon: the input arrives, stdout and stderr stay apart, the status is the container's.
 func TestAttachPodmanNoTerminal(t *testing.T) {
-	setup(t)
-	for _, m := range monitors {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			monitor := m.path
-			if monitor == "" {
-				monitor = bin
-			}
-			p := newPodman(t, monitor)
-			id := p.must("run", "-d", "-i", "--rootfs", p.rootfs, "sh", "-c",
-				`while ! read -t 0.2 l; do echo tick; done; echo got:$l; echo err:$l >&2; exit 9`)
-			r := conmonGo(t, nil, "hello\n", "attach", p.userdata(id))
-			if r.code != 9 || !strings.Contains(r.stdout, "got:hello\n") || strings.Contains(r.stdout, "err:") || !strings.Contains(r.stderr, "err:hello\n") {
-				t.Fatalf("want exit 9, got:hello on stdout, err:hello on stderr: %v", r)
-			}
-		})
-	}
+	underEachMonitor(t, func(t *testing.T, p *podmanEnv) {
+		id := p.must("run", "-d", "-i", "--rootfs", p.rootfs, "sh", "-c",
+			`while ! read -t 0.2 l; do echo tick; done; echo got:$l; echo err:$l >&2; exit 9`)
+		r := conmonGo(t, nil, "hello\n", "attach", p.userdata(id))
+		if r.code != 9 || !strings.Contains(r.stdout, "got:hello\n") || strings.Contains(r.stdout, "err:") || !strings.Contains(r.stderr, "err:hello\n") {
+			t.Fatalf("want exit 9, got:hello on stdout, err:hello on stderr: %v", r)
+		}
+	})
 }
 
 // attach to a podman container with a terminal: raw mode, the window size through the
 // monitor's ctl FIFO (conmon relays it through winsz), the container's status at the end.
 func TestAttachPodmanTerminal(t *testing.T) {
-	setup(t)
-	for _, m := range monitors {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			monitor := m.path
-			if monitor == "" {
-				monitor = bin
-			}
-			p := newPodman(t, monitor)
-			id := p.must("run", "-dit", "--rootfs", p.rootfs, "sh")
-			pane := newPane(t)
-			pane.line(fmt.Sprintf("%s attach %s", bin, p.userdata(id)))
-			pane.containerSize(24, 80)
-			pane.resize(100, 30)
-			pane.containerSize(30, 100)
-			pane.line("exit 3")
-			if st := pane.shellStatus(); st != 3 {
-				t.Fatalf("attach exited %d; want the container's 3", st)
-			}
-		})
-	}
+	underEachMonitor(t, func(t *testing.T, p *podmanEnv) {
+		id := p.must("run", "-dit", "--rootfs", p.rootfs, "sh")
+		pane := newPane(t)
+		pane.line(fmt.Sprintf("%s attach %s", bin, p.userdata(id)))
+		pane.containerSize(24, 80)
+		pane.resize(100, 30)
+		pane.containerSize(30, 100)
+		pane.line("exit 3")
+		if st := pane.shellStatus(); st != 3 {
+			t.Fatalf("attach exited %d; want the container's 3", st)
+		}
+	})
 }

@@ -48,7 +48,7 @@ func TestRunQuietRemove(t *testing.T) {
 	t.Parallel()
 	name := uniqueName("e2e")
 	dir := filepath.Join("/run/conmon-go", name)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	cleanState(t, dir)
 	r := conmonGo(t, nil, "", "run", "-q", "--rm", "--name", name, "--rootfs", rootfs, "--", "sh", "-c", "echo out; hostname >&2")
 	if r.code != 0 || r.stdout != "out\n" || r.stderr != name+"\n" {
 		t.Fatalf("want exit 0, out, the hostname %s and nothing else: %v", name, r)

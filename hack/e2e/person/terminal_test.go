@@ -2,7 +2,6 @@ package person
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -71,7 +70,7 @@ func TestDetachAndAttachTerminal(t *testing.T) {
 	t.Parallel()
 	name := uniqueName("e2e")
 	dir := filepath.Join("/run/conmon-go", name)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	cleanState(t, dir)
 	p := newPane(t)
 	p.line(fmt.Sprintf("%s run -it --name %s --rootfs %s -- sh", bin, name, rootfs))
 	p.containerPrompt()
