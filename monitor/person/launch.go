@@ -27,8 +27,9 @@ func (e *interrupted) Error() string { return "interrupted by " + unix.SignalNam
 // SOCK_SEQPACKET socketpairs passed as fds 3 and 4 (_OCI_SYNCPIPE, _OCI_STARTPIPE); the
 // start byte goes at once, as there is no cgroup to move the launcher into; the launcher
 // writes the monitor's pid file, daemonises the monitor and exits; the monitor reports the
-// container's pid on the sync pipe. It returns the container's and the monitor's pids. A
-// terminating signal on sigc abandons the wait.
+// container's pid on the sync pipe. It returns the container's and the monitor's pids (the
+// monitor's also with an error, once known). A terminating signal on sigc abandons the
+// wait.
 func launch(argv, env []string, passthrough bool, conmonPidFile string, sigc <-chan os.Signal) (containerPid, monitorPid int, err error) {
 	syncR, syncW, err := socketpair("sync")
 	if err != nil {

@@ -59,6 +59,7 @@ type container struct {
 
 	watch      *exitWatch
 	escalation sync.Once
+	kill       *time.Timer // SIGKILL after StopTimeout, once a terminating signal was forwarded
 }
 
 func (c *container) path(name string) string { return filepath.Join(c.dir, name) }
@@ -78,17 +79,19 @@ func Run(o RunOptions) (int, error) {
 		return ExitCode(err), err
 	}
 	cpid, mpid, err := launch(c.monitorArgs(), c.rt.env, c.passthrough(), c.path("conmon.pid"), sigc)
+	c.watch = newExitWatch([]string{c.path("exits/" + c.id), c.path("exit")}, mpid)
+	defer c.watch.close()
 	if err != nil {
+		// No container ran: nothing to look at once the monitor is gone.
 		c.rt.delete(c.id, true)
-		c.removeState() // no container ran: nothing to look at
+		c.watch.waitMonitor(exitTimeout)
+		c.removeState()
 		var in *interrupted
 		if errors.As(err, &in) {
 			return exitSignalBase + int(in.sig), nil
 		}
 		return ExitCode(err), err
 	}
-	c.watch = newExitWatch([]string{c.path("exits/" + c.id), c.path("exit")}, mpid)
-	defer c.watch.close()
 	c.printInfo(cpid, mpid)
 
 	if o.Detach {
@@ -382,6 +385,9 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 	c.unit.watchdog(c.watch.monitorAlive)
 
 	out := c.attachLoop(s, sigc)
+	if c.kill != nil {
+		c.kill.Stop()
+	}
 	s.in.stop()
 	s.conn.Close()
 	term.restore()
@@ -427,7 +433,7 @@ func (c *container) forward(sig syscall.Signal) bool {
 	if terminating(sig) {
 		c.unit.stopping()
 		c.escalation.Do(func() {
-			time.AfterFunc(c.o.StopTimeout, func() {
+			c.kill = time.AfterFunc(c.o.StopTimeout, func() {
 				fmt.Fprintf(c.report, "\r\nconmon-go: container %s still runs %v after %s: killing it\r\n", c.name, c.o.StopTimeout, unix.SignalName(sig))
 				c.rt.kill(c.id, unix.SIGKILL)
 			})
