@@ -73,7 +73,7 @@ func Attach(o AttachOptions) (int, error) {
 			defer w.Close()
 		}
 	}
-	out := s.run(sigc, func(sig syscall.Signal) bool { return terminating(sig) || sig == unix.SIGPIPE })
+	out := s.stay(sock, sigc, func(sig syscall.Signal) bool { return terminating(sig) || sig == unix.SIGPIPE }, os.Stderr)
 	s.in.stop()
 	s.conn.Close()
 	term.restore()

@@ -44,9 +44,6 @@ type RunOptions struct {
 // it right after closing its clients, once its bounded drain is over.
 const exitTimeout = 10 * time.Second
 
-// maxReattach bounds how often a session is resumed after the monitor dropped it.
-const maxReattach = 10
-
 // container is one run: its names, paths and the processes serving it.
 type container struct {
 	o        RunOptions
@@ -346,7 +343,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		c.abandon()
 		return ExitFailure, fail("%w", err)
 	}
-	s := &session{conn: conn, keys: keys, mute: c.journaled()}
+	s := &session{conn: conn, keys: keys, mute: c.journaled(), noInput: true}
 	if c.o.Stdin && !c.passthrough() {
 		if s.in, err = readInput(); err != nil {
 			conn.Close()
@@ -354,8 +351,6 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 			return ExitFailure, err
 		}
 		defer s.in.stop()
-	} else {
-		conn.CloseWrite()
 	}
 	term, err := openTerminal(c.terminal && s.in != nil)
 	if err != nil {
@@ -384,7 +379,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 	c.unit.ready(os.Getpid())
 	c.unit.watchdog(c.watch.monitorAlive)
 
-	out := c.attachLoop(s, sigc)
+	out := s.stay(c.path("attach"), sigc, c.forward, c.report)
 	if c.kill != nil {
 		c.kill.Stop()
 	}
@@ -397,28 +392,6 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		return 0, nil
 	}
 	return c.finish()
-}
-
-// attachLoop runs sessions until the container's output ends or the person detaches. A
-// monitor drops a client that stops reading (a terminal that cannot keep up): while its
-// socket still accepts connections the container runs, and the session is resumed.
-func (c *container) attachLoop(s *session, sigc <-chan os.Signal) outcome {
-	for i := 0; ; i++ {
-		out := s.run(sigc, c.forward)
-		if out != ended || i == maxReattach {
-			return out
-		}
-		conn, err := seqpacket.Dial(c.path("attach"))
-		if err != nil {
-			return out
-		}
-		s.conn.Close()
-		s.conn = conn
-		if s.in == nil {
-			conn.CloseWrite()
-		}
-		fmt.Fprintf(c.report, "conmon-go: the monitor dropped this slow client; attached again (output in between is in the log)\n")
-	}
 }
 
 // forward passes a signal to the container through the runtime. After one that asks it to

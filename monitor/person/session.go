@@ -1,6 +1,8 @@
 package person
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sync"
@@ -101,6 +103,9 @@ type session struct {
 	term *userTerminal
 	ctl  *ctl.Writer // nil: the container has no terminal to resize
 	mute bool        // the output is read and dropped: it is in the journal already
+	// noInput: without stdin to forward, the client's input side is shut at once, as
+	// podman does (a monitor started with -i then closes the container's stdin).
+	noInput bool
 }
 
 // outcome says how a session ended.
@@ -116,6 +121,9 @@ const (
 // onSignal returns true for a signal received on sigc. A stdout that cannot be written to
 // any more counts as SIGPIPE: the output is then read and dropped.
 func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool) outcome {
+	if s.in == nil && s.noInput {
+		s.conn.CloseWrite()
+	}
 	s.resize() // before the first keys are forwarded
 	outDone := make(chan struct{})
 	outFailed := make(chan struct{}, 1)
@@ -160,6 +168,28 @@ func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool)
 				}
 			}
 		}
+	}
+}
+
+// maxReattach bounds how often a session is resumed after the monitor dropped it.
+const maxReattach = 10
+
+// stay runs the session until the container's output ends or the person detaches. A
+// monitor drops a client that stops reading (a terminal that cannot keep up): while the
+// socket at sock still accepts connections the container runs, and the session resumes.
+func (s *session) stay(sock string, sigc <-chan os.Signal, onSignal func(syscall.Signal) bool, report io.Writer) outcome {
+	for i := 0; ; i++ {
+		out := s.run(sigc, onSignal)
+		if out != ended || i == maxReattach {
+			return out
+		}
+		conn, err := seqpacket.Dial(sock)
+		if err != nil {
+			return out
+		}
+		s.conn.Close()
+		s.conn = conn
+		fmt.Fprintf(report, "conmon-go: the monitor dropped this slow client; attached again (the output in between is in the log)\r\n")
 	}
 }
 

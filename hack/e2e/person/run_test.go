@@ -2,12 +2,14 @@ package person
 
 import (
 	"bufio"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -108,5 +110,49 @@ func TestRunCommandNotFound(t *testing.T) {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("%s: the state directory is left: %v", cmd, err)
 		}
+	}
+}
+
+// A reader that stalls makes the monitor drop run as a slow client: run attaches again,
+// shows what comes after and ends with the container's status; everything is in the log.
+func TestRunResumesAfterSlowStdout(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	dir := stateDir(t)
+	cmd := exec.Command(bin, "run", "--state-dir", dir, "--rootfs", rootfs, "--", "sh", "-c", "yes 0123456789 | head -n 400000; sleep 3; echo done; exit 4")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The stall itself: longer than the monitor's 500 ms of patience with a full queue.
+	time.Sleep(1500 * time.Millisecond)
+	out, _ := io.ReadAll(stdout)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 4 || !strings.Contains(stderr.String(), "dropped this slow client") {
+		t.Fatalf("exit %d, stderr %q; want 4 and a reattach", code, stderr.String())
+	}
+	if !strings.HasSuffix(string(out), "done\n") {
+		t.Fatalf("stdout does not end with the output after the reattach: ...%q", out[max(0, len(out)-40):])
+	}
+	log, err := os.ReadFile(filepath.Join(dir, "ctr.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stall may cut a line into a P and an F record: join them.
+	var joined strings.Builder
+	for _, rec := range strings.SplitAfter(string(log), "\n") {
+		if _, rest, ok := strings.Cut(rec, " stdout P "); ok {
+			joined.WriteString(strings.TrimSuffix(rest, "\n"))
+		} else if _, rest, ok := strings.Cut(rec, " stdout F "); ok {
+			joined.WriteString(rest)
+		}
+	}
+	if n := strings.Count(joined.String(), "0123456789\n"); n != 400000 {
+		t.Fatalf("the log holds %d lines of 400000", n)
 	}
 }
