@@ -4,8 +4,7 @@ go 1.26.8
 
 require (
 	github.com/containerd/console v1.0.5
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/spf13/pflag v1.1.0
 	golang.org/x/sys v0.50.0
 )
-
-require github.com/spf13/pflag v1.1.0
