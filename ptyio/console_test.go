@@ -103,7 +103,7 @@ func TestConsoleReceive(t *testing.T) {
 	if _, err := slave.Write([]byte("hi\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := readWithin(t, term.Master, 5*time.Second); got != "hi\r\n" {
+	if got := readLen(t, term.Master, len("hi\r\n"), 5*time.Second); got != "hi\r\n" {
 		t.Errorf("master read %q, want %q", got, "hi\r\n")
 	}
 
@@ -129,7 +129,7 @@ func TestConsoleConnectSendExitBeforeReceive(t *testing.T) {
 	defer term.Close()
 	assertGone(t, c.Path)
 	slave.Write([]byte("x\n"))
-	if got := readWithin(t, term.Master, 5*time.Second); got != "x\r\n" {
+	if got := readLen(t, term.Master, len("x\r\n"), 5*time.Second); got != "x\r\n" {
 		t.Errorf("got %q", got)
 	}
 }
