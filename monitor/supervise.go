@@ -52,8 +52,9 @@ func (m *monitor) superviseContainer(pid int) int {
 		retireSpareThreads()
 	}
 	pumps := m.startPumps()
-	if err := sdnotify.NotifyReady(os.Getpid()); err != nil {
-		m.log.Debugf("sd_notify: %v", err)
+	if os.Getenv("NOTIFY_SOCKET") != "" {
+		// Most monitors have no unit of their own: no goroutine (and no kept stack) for them.
+		go m.notifyUnit(m.notify != nil)
 	}
 
 	var timeout <-chan time.Time
@@ -99,6 +100,29 @@ func (m *monitor) superviseContainer(pid int) int {
 	}
 	m.mu.Unlock()
 	return m.exitSequence(status, timedOut, pumps)
+}
+
+// notifyUnit tells the monitor's own systemd unit, if NOTIFY_SOCKET names one, that the
+// container runs and the monitor is its main process, then feeds the unit's watchdog while
+// the monitor lives. It runs on its own: sd_notify waits without bound while the unit's
+// socket is full, and a stuck service manager must not hold up supervision. A container
+// whose notifications are relayed (relaying) feeds the watchdog itself: pings from the
+// monitor would hide a hung container.
+func (m *monitor) notifyUnit(relaying bool) {
+	sent, err := sdnotify.NotifyReady(os.Getpid())
+	if err != nil {
+		m.log.Debugf("sd_notify: %v", err)
+	}
+	if !sent || relaying {
+		return
+	}
+	interval, err := sdnotify.Watchdog()
+	if err != nil {
+		m.log.Warnf("sd_notify watchdog: %v", err)
+	}
+	if interval > 0 {
+		sdnotify.KeepAlive(interval, nil, m.log)
+	}
 }
 
 func (m *monitor) syncKey() string {

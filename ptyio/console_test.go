@@ -3,6 +3,7 @@ package ptyio
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,8 +46,15 @@ func assertGone(t *testing.T, path string) {
 // receiveTerminal runs a fake runtime against a fresh console socket.
 func receiveTerminal(t *testing.T) (*Terminal, *os.File) {
 	t.Helper()
-	c := newSocket(t)
 	master, slave := openPty(t)
+	term := receiveFd(t, newSocket(t), master)
+	unix.Close(master)
+	return term, slave
+}
+
+// receiveFd has c receive fd from a fake runtime.
+func receiveFd(t *testing.T, c *ConsoleSocket, fd int) *Terminal {
+	t.Helper()
 	got := make(chan error, 1)
 	var term *Terminal
 	go func() {
@@ -54,14 +62,13 @@ func receiveTerminal(t *testing.T) (*Terminal, *os.File) {
 		term, err = c.Receive(nil)
 		got <- err
 	}()
-	sendMaster(t, c.Path, master)
-	unix.Close(master)
+	sendMaster(t, c.Path, fd)
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { term.Close() })
 	assertGone(t, c.Path)
-	return term, slave
+	return term
 }
 
 func TestConsoleSocketFile(t *testing.T) {
@@ -103,7 +110,7 @@ func TestConsoleReceive(t *testing.T) {
 	if _, err := slave.Write([]byte("hi\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := readWithin(t, term.Master, 5*time.Second); got != "hi\r\n" {
+	if got := readLen(t, term.Master, len("hi\r\n"), 5*time.Second); got != "hi\r\n" {
 		t.Errorf("master read %q, want %q", got, "hi\r\n")
 	}
 
@@ -129,7 +136,7 @@ func TestConsoleConnectSendExitBeforeReceive(t *testing.T) {
 	defer term.Close()
 	assertGone(t, c.Path)
 	slave.Write([]byte("x\n"))
-	if got := readWithin(t, term.Master, 5*time.Second); got != "x\r\n" {
+	if got := readLen(t, term.Master, len("x\r\n"), 5*time.Second); got != "x\r\n" {
 		t.Errorf("got %q", got)
 	}
 }
@@ -176,6 +183,8 @@ func TestTerminalResize(t *testing.T) {
 			t.Errorf("winsize %+v %v, want 30x100", ws, err)
 		}
 	})
+	// The console asks for the fd's number; the master must stay on the poller.
+	withFd(t, term.Master, func(fd int) { checkFlags(t, fd, true) })
 	term.Close()
 	if err := term.Resize(1, 1); err == nil {
 		t.Error("Resize on a closed terminal succeeded")
@@ -203,5 +212,31 @@ func TestPollReadLastAttemptAfterDone(t *testing.T) {
 	})
 	if !ok || err != nil || calls != 2 {
 		t.Errorf("ok %v err %v calls %d, want a successful second attempt", ok, err, calls)
+	}
+}
+
+// A runtime that sends a fd which is no terminal: used anyway with a warning, as conmon
+// does; resizes fail.
+func TestConsoleReceiveNotATerminal(t *testing.T) {
+	c := newSocket(t)
+	log := &testLogger{}
+	c.Log = log
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var term *Terminal
+	withFd(t, r, func(fd int) { term = receiveFd(t, c, fd) })
+	r.Close()
+	if len(log.warns) != 1 || !strings.HasPrefix(log.warns[0], "Failed to get console terminal settings: ") {
+		t.Errorf("warnings %q, want one about the terminal settings", log.warns)
+	}
+	if err := term.Resize(30, 100); err == nil {
+		t.Error("Resize of a pipe succeeded")
+	}
+	w.Write([]byte("x"))
+	if got := readWithin(t, term.Master, 5*time.Second); got != "x" {
+		t.Errorf("got %q", got)
 	}
 }

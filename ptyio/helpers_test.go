@@ -2,6 +2,7 @@ package ptyio
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"testing"
@@ -130,4 +131,16 @@ func readWithin(t *testing.T, f *os.File, d time.Duration) string {
 		t.Fatalf("read %s: %v", f.Name(), err)
 	}
 	return string(buf[:n])
+}
+
+// readLen reads from a poller file until it has n bytes, failing after d. A tty hands the
+// master what the slave wrote in pieces (ONLCR's "\r\n" can come apart from the text).
+func readLen(t *testing.T, f *os.File, n int, d time.Duration) string {
+	t.Helper()
+	f.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		t.Fatalf("read %s: %v", f.Name(), err)
+	}
+	return string(buf)
 }

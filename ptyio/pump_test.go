@@ -250,10 +250,12 @@ func TestPumpRecoversPanic(t *testing.T) {
 
 func TestPumpTerminal(t *testing.T) {
 	term, slave := receiveTerminal(t)
-	r := newRecorder()
-	pump := StartPump(term.Master, Stdout, true, &Output{Drivers: []LogDriver{r}, Attach: r})
+	// One recorder each: the master may hand over "hello" and "\r\n" in separate reads.
+	r, attach := newRecorder(), newRecorder()
+	pump := StartPump(term.Master, Stdout, true, &Output{Drivers: []LogDriver{r}, Attach: attach})
 	slave.Write([]byte("hello\n"))
-	r.waitFor(t, Stdout, "hello\r\nhello\r\n") // driver + broadcaster
+	r.waitFor(t, Stdout, "hello\r\n")
+	attach.waitFor(t, Stdout, "hello\r\n")
 	slave.Close()
 	// The container is gone but our peer slave keeps the master open: drained at EAGAIN.
 	start := time.Now()

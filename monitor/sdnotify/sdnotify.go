@@ -1,15 +1,19 @@
 // Package sdnotify relays filtered sd_notify datagrams from the container's
-// notify socket to the host's (protocol.md §8) and tells the monitor's own
-// systemd unit that the container runs.
+// notify socket to the host's (protocol.md §8), tells the monitor's own
+// systemd unit that the container runs and feeds that unit's watchdog.
 package sdnotify
 
 import (
+	"errors"
+	"net"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/conmon-go/conmon-go/monitor/diag"
 
@@ -28,7 +32,8 @@ const (
 
 // Proxy owns <bundle>/notify/notify.sock and relays what it receives.
 type Proxy struct {
-	in   *os.File // bound receiving socket, non-blocking
+	in   *net.UnixConn // bound receiving socket
+	name string        // its path, for messages
 	rc   syscall.RawConn
 	host string
 	log  diag.Logger
@@ -64,21 +69,17 @@ func NewProxy(bundle, hostSocket string, log diag.Logger) (*Proxy, error) {
 		}
 	}
 
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, os.NewSyscallError("create notify socket", err)
-	}
 	procPath := "/proc/self/fd/" + strconv.Itoa(dirfd) + "/notify/notify.sock"
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: procPath}); err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "bind notify socket", Path: full, Err: err}
+	// A datagram UnixConn never unlinks its path on Close (only a UnixListener does).
+	in, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: procPath, Net: "unixgram"})
+	if err != nil {
+		return nil, &os.PathError{Op: "create notify socket", Path: full, Err: unwrapNet(err)}
 	}
 	// bind applies the umask; engines expect a socket anyone in the container can use.
 	if err := unix.Fchmodat(dirfd, "notify/notify.sock", 0o777, 0); err != nil {
-		unix.Close(fd)
+		in.Close()
 		return nil, &os.PathError{Op: "chmod notify socket", Path: full, Err: err}
 	}
-	in := os.NewFile(uintptr(fd), full)
 	rc, err := in.SyscallConn()
 	if err != nil {
 		in.Close()
@@ -86,6 +87,7 @@ func NewProxy(bundle, hostSocket string, log diag.Logger) (*Proxy, error) {
 	}
 	return &Proxy{
 		in:   in,
+		name: full,
 		rc:   rc,
 		host: hostSocket,
 		log:  log,
@@ -134,7 +136,7 @@ func (p *Proxy) loop() {
 		n, trunc, err := p.recv(wait)
 		if err != nil {
 			if !p.closing.Load() {
-				p.log.Warnf("sd_notify proxy stopped: receive on %s: %v", p.in.Name(), err)
+				p.log.Warnf("sd_notify proxy stopped: receive on %s: %v", p.name, err)
 				return
 			}
 			if !wait {
@@ -156,7 +158,9 @@ func (p *Proxy) loop() {
 }
 
 // recv reads one datagram and closes every fd passed with it; with wait false it does
-// not wait for one (EAGAIN when none is queued).
+// not wait for one (EAGAIN when none is queued). It works on the raw connection: the
+// closing relay must take what is queued without waiting, and ReadMsgUnix never reads
+// again once the deadline that woke it has passed.
 func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
 	var oobn, flags int
 	var rerr error
@@ -175,6 +179,7 @@ func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
 	if oobn > 0 {
 		closeRights(p.oob[:oobn])
 	}
+	err = unwrapNet(err)
 	if err != nil {
 		return 0, false, err
 	}
@@ -240,61 +245,68 @@ func keep(line []byte) bool {
 	return false
 }
 
-// NotifyReady tells the systemd unit named by NOTIFY_SOCKET (a path or
-// @abstract name) that the container runs; no-op when the variable is unset.
-func NotifyReady(mainPID int) error {
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if addr == "" {
-		return nil
-	}
-	return send(addr, []byte("READY=1\nMAINPID="+strconv.Itoa(mainPID)))
+// NotifyReady tells the systemd unit named by NOTIFY_SOCKET (a path or @abstract name)
+// that the container runs and that the monitor is the unit's main process. sent is false
+// when the variable is unset. It waits without bound while the unit's socket is full.
+func NotifyReady(mainPID int) (sent bool, err error) {
+	return daemon.SdNotify(false, daemon.SdNotifyReady+"\nMAINPID="+strconv.Itoa(mainPID))
 }
 
-// send delivers one datagram to addr from a fresh unbound socket. The socket
-// is connected so that, when the receiver's queue is full, the poller wakes us
-// as soon as it drains (an unconnected sendto gets no such wake-up).
-func send(addr string, msg []byte) error {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("create sd_notify sender socket", err)
+// Watchdog returns how often the unit wants WATCHDOG=1 from this process (WatchdogSec=),
+// or 0 when it does not.
+func Watchdog() (time.Duration, error) {
+	return daemon.SdWatchdogEnabled(false)
+}
+
+// KeepAlive sends WATCHDOG=1 to the unit every half interval, as systemd recommends, until
+// stop is closed. It gives up after the first failed ping, with a warning.
+func KeepAlive(interval time.Duration, stop <-chan struct{}, log diag.Logger) {
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); err != nil {
+			diag.OrDiscard(log).Warnf("sd_notify watchdog pings stopped: %v", err)
+			return
+		}
 	}
-	f := os.NewFile(uintptr(fd), addr)
-	defer f.Close()
-	sa, cleanup, err := sockaddr(addr)
+}
+
+// send delivers one datagram to addr from a fresh unbound socket, waiting at most
+// sendRetry while the receiver's queue is full. The socket is connected so that the
+// poller wakes the wait as soon as the queue drains (an unconnected sendto gets no such
+// wake-up).
+func send(addr string, msg []byte) error {
+	name, release, err := dialName(addr)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	if err := unix.Connect(fd, sa); err != nil {
-		return &os.PathError{Op: "connect", Path: addr, Err: err}
-	}
-	rc, err := f.SyscallConn()
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: name, Net: "unixgram"})
+	release()
 	if err != nil {
+		return &os.PathError{Op: "send", Path: addr, Err: unwrapNet(err)}
+	}
+	defer c.Close()
+	if err := c.SetWriteDeadline(time.Now().Add(sendRetry)); err != nil {
 		return &os.PathError{Op: "send", Path: addr, Err: err}
 	}
-	if err := f.SetWriteDeadline(time.Now().Add(sendRetry)); err != nil {
-		return &os.PathError{Op: "send", Path: addr, Err: err}
-	}
-	var serr error
-	err = rc.Write(func(fd uintptr) bool {
-		serr = unix.Send(int(fd), msg, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-		return serr != unix.EAGAIN
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return &os.PathError{Op: "send", Path: addr, Err: err}
+	if _, err := c.Write(msg); err != nil {
+		return &os.PathError{Op: "send", Path: addr, Err: unwrapNet(err)}
 	}
 	return nil
 }
 
-// sockaddr builds the address for a path or @abstract name. A path too long
-// for sun_path is reached through /proc/self/fd/<dirfd>/<base>.
-func sockaddr(addr string) (*unix.SockaddrUnix, func(), error) {
+// dialName returns the name to connect to for a path or @abstract name. A path too long
+// for sun_path is reached through /proc/self/fd/<dirfd>/<base>; release closes that dirfd
+// once connected.
+func dialName(addr string) (name string, release func(), err error) {
 	const maxPath = len(unix.RawSockaddrUnix{}.Path) - 1
 	if addr[0] == '@' || len(addr) <= maxPath {
-		return &unix.SockaddrUnix{Name: addr}, func() {}, nil
+		return addr, func() {}, nil
 	}
 	i := len(addr) - 1
 	for i > 0 && addr[i] != '/' {
@@ -306,8 +318,17 @@ func sockaddr(addr string) (*unix.SockaddrUnix, func(), error) {
 	}
 	dirfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, &os.PathError{Op: "open socket directory", Path: dir, Err: err}
+		return "", nil, &os.PathError{Op: "open socket directory", Path: dir, Err: err}
 	}
-	return &unix.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base},
-		func() { unix.Close(dirfd) }, nil
+	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + base, func() { unix.Close(dirfd) }, nil
+}
+
+// unwrapNet drops net.OpError's rendering ("dial unixgram /proc/self/fd/7/...: connect:
+// ..."), which names the /proc path instead of the socket's.
+func unwrapNet(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Err
+	}
+	return err
 }

@@ -140,7 +140,8 @@ func readLog(c *ctr) string {
 }
 
 // Under a systemd-style NOTIFY_SOCKET the monitor itself sends READY=1 with its own pid once
-// the container pid is known.
+// the container pid is known. A unit with WatchdogSec= (WATCHDOG_USEC without WATCHDOG_PID:
+// meant for whoever reads it) then gets WATCHDOG=1 from the monitor while the container lives.
 func TestNotifyOwnUnit(t *testing.T) {
 	c := newCtr(t, false, "true")
 	dir, err := os.MkdirTemp("", "ns") // short: sun_path
@@ -149,7 +150,7 @@ func TestNotifyOwnUnit(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	unit := unixgram(t, filepath.Join(dir, "notify"))
-	m := c.startMonitor(launch{args: c.args(), env: []string{"NOTIFY_SOCKET=" + unit.Name()}})
+	m := c.startMonitor(launch{args: c.args(), env: []string{"NOTIFY_SOCKET=" + unit.Name(), "WATCHDOG_USEC=200000"}})
 	if pid, msg := m.readSync(10 * time.Second); pid <= 0 {
 		t.Fatalf("sync: %d %q", pid, msg)
 	}
@@ -157,6 +158,11 @@ func TestNotifyOwnUnit(t *testing.T) {
 	want := "READY=1\nMAINPID=" + strconv.Itoa(c.daemonPid)
 	if got[len(got)-1] != want {
 		t.Errorf("unit socket received %q, want %q last", got, want)
+	}
+	for range 2 {
+		if got := recvUntil(t, unit, 5*time.Second, func(string) bool { return true }); got[0] != "WATCHDOG=1" {
+			t.Fatalf("unit socket received %q after READY=1, want WATCHDOG=1", got)
+		}
 	}
 	c.start()
 	if st := c.waitExit(20 * time.Second); st != 0 {
