@@ -8,8 +8,8 @@ import (
 // Bounds of the queue between the output path and the sender. Everything is allocated
 // once; a burst fills the queue and then waits or drops, it never grows it.
 const (
-	queueBytes   = 256 << 10 // message bytes; holds 16 entries of the longest line
-	queueEntries = 1024
+	queueBytes   = 64 << 10 // message bytes; holds 4 entries of the longest line
+	queueEntries = 256
 )
 
 // entry is one queued record; its message is data[off : off+n], after skip bytes left
