@@ -478,11 +478,11 @@ func (b *bench) idleFigure() error {
 	return nil
 }
 
-// burst starts a created container whose output ends with the marker line, waits for the
-// marker in the log and returns the wall time and the monitor's CPU time spent meanwhile
-// (utime+stime of /proc/<monitor>/stat, sampled before `runc start` and when the marker
-// is in the log: the monitor is still alive, so nothing is lost to its exit).
-func (b *bench) burst(r *run, timeout time.Duration) (wall, cpu time.Duration, err error) {
+// burst starts a created container whose output ends with the marker line, waits until
+// logged says the marker is stored and returns the wall time and the monitor's CPU time
+// spent meanwhile (utime+stime of /proc/<monitor>/stat, sampled before `runc start` and
+// when the marker is stored: the monitor is still alive, so nothing is lost to its exit).
+func (b *bench) burst(r *run, logged func() error) (wall, cpu time.Duration, err error) {
 	st0, err := readStat(r.monPid)
 	if err != nil {
 		return 0, 0, err
@@ -491,7 +491,7 @@ func (b *bench) burst(r *run, timeout time.Duration) (wall, cpu time.Duration, e
 	if err := b.e.runcCmd(r, "start", r.id); err != nil {
 		return 0, 0, err
 	}
-	if err := waitFile(r.log, timeout, endsWith(marker)); err != nil {
+	if err := logged(); err != nil {
 		return 0, 0, err
 	}
 	wall = time.Since(t0)
@@ -542,7 +542,8 @@ func (b *bench) burstSample(m *monitor, tpl string, timeout time.Duration) (burs
 		return x, err
 	}
 	defer b.e.destroy(r)
-	if x.wall, x.cpu, err = b.burst(r, timeout); err != nil {
+	inLog := func() error { return waitFile(r.log, timeout, endsWith(marker)) }
+	if x.wall, x.cpu, err = b.burst(r, inLog); err != nil {
 		return x, err
 	}
 	if x.mem, err = readMem(r.monPid); err != nil {
@@ -552,15 +553,20 @@ func (b *bench) burstSample(m *monitor, tpl string, timeout time.Duration) (burs
 	return x, err
 }
 
+// linesWorkload writes size bytes of 71-byte lines to /<name>.txt in the rootfs and returns
+// the template of a container that cats them, then runs then.
+func (b *bench) linesWorkload(name string, size int, then string) (string, error) {
+	if err := writeLinesFile(filepath.Join(b.e.rootfs, name+".txt"), size); err != nil {
+		return "", err
+	}
+	return b.e.template(name, "sh", "-c", "cat /"+name+".txt; "+then)
+}
+
 // logFigure: 200 MiB of 71-byte lines into k8s-file. The lines come from a file in the
 // rootfs (page cache) through busybox cat, a producer much faster than either monitor, so
 // the figure measures the monitor and not `yes | head`.
 func (b *bench) logFigure() error {
-	if err := writeLinesFile(filepath.Join(b.e.rootfs, "lines.txt"), logBytes); err != nil {
-		return err
-	}
-	tpl, err := b.e.template("burst", "sh", "-c",
-		fmt.Sprintf("cat /lines.txt; echo %s; exec sleep 600", strings.TrimSuffix(marker, "\n")))
+	tpl, err := b.linesWorkload("burst", logBytes, "echo "+strings.TrimSuffix(marker, "\n")+"; exec sleep 600")
 	if err != nil {
 		return err
 	}
@@ -608,11 +614,8 @@ func (b *bench) journaldFigure() error {
 		return err
 	}
 	defer release()
-	if err := writeLinesFile(filepath.Join(b.e.rootfs, "journald-lines.txt"), 71*journaldLines); err != nil {
-		return err
-	}
-	tpl, err := b.e.template("journald", "sh", "-c",
-		fmt.Sprintf("cat /journald-lines.txt; while :; do echo %s >&2; usleep 100000; done", strings.TrimSuffix(marker, "\n")))
+	tpl, err := b.linesWorkload("journald", 71*journaldLines,
+		"while :; do echo "+strings.TrimSuffix(marker, "\n")+" >&2; usleep 100000; done")
 	if err != nil {
 		return err
 	}
@@ -650,8 +653,7 @@ func (b *bench) journaldFigure() error {
 	return nil
 }
 
-// journaldBurst starts the created container and waits until journalctl shows its marker;
-// it returns the wall time and the monitor's CPU time meanwhile, as burst does.
+// journaldBurst is burst with the marker seen by journalctl.
 func (b *bench) journaldBurst(r *run, timeout time.Duration) (wall, cpu time.Duration, err error) {
 	// Only markers match, so whatever journalctl shows, even from before it started, is one.
 	jc := exec.Command("journalctl", "--no-pager", "-q", "-f", "-o", "cat", "CONTAINER_ID_FULL="+r.id, "PRIORITY=3")
@@ -677,25 +679,14 @@ func (b *bench) journaldBurst(r *run, timeout time.Duration) (wall, cpu time.Dur
 		}
 		io.Copy(io.Discard, out)
 	}()
-	st0, err := readStat(r.monPid)
-	if err != nil {
-		return 0, 0, err
-	}
-	t0 := time.Now()
-	if err := b.e.runcCmd(r, "start", r.id); err != nil {
-		return 0, 0, err
-	}
-	select {
-	case <-seen:
-	case <-time.After(timeout):
-		return 0, 0, fmt.Errorf("no %q in the journal after %v", strings.TrimSpace(marker), timeout)
-	}
-	wall = time.Since(t0)
-	st1, err := readStat(r.monPid)
-	if err != nil {
-		return 0, 0, err
-	}
-	return wall, st1.CPU - st0.CPU, nil
+	return b.burst(r, func() error {
+		select {
+		case <-seen:
+			return nil
+		case <-time.After(timeout):
+			return fmt.Errorf("no %q in the journal after %v", strings.TrimSpace(marker), timeout)
+		}
+	})
 }
 
 // journaldEntries counts the container's stdout lines that journald stored.

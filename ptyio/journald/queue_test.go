@@ -96,15 +96,21 @@ func TestQueueBounds(t *testing.T) {
 	}
 }
 
-// TestQueueStall: a wait for room that runs out marks the queue stalled until the sender
-// has taken half of it; a drain that runs out is not repeated until the sender progresses.
-func TestQueueStall(t *testing.T) {
+// fullQueue returns a queue full of one-byte entries and a stopped timer for its waits.
+func fullQueue() (*queue, *time.Timer) {
 	q := newQueue()
-	tm := time.NewTimer(time.Hour)
-	tm.Stop()
 	for range queueEntries {
 		q.tryPush([]byte("x"), '6', false)
 	}
+	tm := time.NewTimer(time.Hour)
+	tm.Stop()
+	return q, tm
+}
+
+// TestQueueStall: a wait for room that runs out marks the queue stalled until the sender
+// has taken half of it; a drain that runs out is not repeated until the sender progresses.
+func TestQueueStall(t *testing.T) {
+	q, tm := fullQueue()
 	start := time.Now()
 	if q.waitRoom(tm, 10*time.Millisecond, time.Time{}) {
 		t.Fatal("room without a sender")
@@ -152,12 +158,7 @@ func TestQueueStall(t *testing.T) {
 // TestQueueSlowSender: while the sender takes entries, however slowly, a wait for room
 // goes on past the stall window; it ends when a quarter of the queue is free.
 func TestQueueSlowSender(t *testing.T) {
-	q := newQueue()
-	tm := time.NewTimer(time.Hour)
-	tm.Stop()
-	for range queueEntries {
-		q.tryPush([]byte("x"), '6', false)
-	}
+	q, tm := fullQueue()
 	// One entry at 0 and 200 ms, a quarter of the queue at 400 ms: never 300 ms without
 	// progress, but more than 300 ms in all.
 	go func() {
