@@ -1,18 +1,22 @@
 // Command bench measures a monitor against the reference conmon, side by side in one run
-// (`make bench`): create latency, idle footprint, log throughput, exec-sync cost, one long
-// line and attach throughput, driven through conmon's CLI and fds as CRI-O does. Runs are
-// interleaved (monitor, reference, monitor, ...) so machine noise hits both; each figure
-// prints medians, the ratio monitor/reference and, where the issue sets one, its target.
+// (`make bench`): create latency, idle footprint, log throughput (k8s-file and journald),
+// exec-sync cost, one long line and attach throughput, driven through conmon's CLI and fds
+// as CRI-O does. Runs are interleaved (monitor, reference, monitor, ...) so machine noise
+// hits both; each figure prints medians, the ratio monitor/reference and, where the issue
+// sets one, its target.
 //
-//	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,exec]
+//	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,journald]
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -24,15 +28,18 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/conmon-go/conmon-go/ptyio/journald/journaldtest"
 )
 
 const (
-	createPairs = 200
-	idleCount   = 10 // containers per monitor
-	logPairs    = 3
-	execPairs   = 100
-	linePairs   = 3
-	attachPairs = 2
+	createPairs   = 200
+	idleCount     = 10 // containers per monitor
+	logPairs      = 3
+	journaldPairs = 3
+	execPairs     = 100
+	linePairs     = 3
+	attachPairs   = 2
 
 	// 70 characters + '\n' = one 71-byte line.
 	line70    = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567"
@@ -40,6 +47,10 @@ const (
 	logBytes  = 71 * logLines
 	attachLen = 100 << 20
 	marker    = "BENCH-DONE\n" // last line of a workload: the log is complete
+
+	// journald takes far fewer lines per second than a file: 100000 lines, 6.8 MiB.
+	journaldLines = 100000
+	journaldMiB   = 71 * journaldLines / float64(1<<20)
 )
 
 // row is one line of the printed table.
@@ -55,7 +66,7 @@ type bench struct {
 func main() {
 	monPath := flag.String("monitor", "", "absolute path of the monitor under test (required)")
 	refPath := flag.String("reference", "/usr/bin/conmon", "reference monitor")
-	only := flag.String("only", "", "comma-separated figures to run: create,idle,log,exec,line,attach (default all)")
+	only := flag.String("only", "", "comma-separated figures to run: create,idle,log,journald,exec,line,attach (default all)")
 	flag.Parse()
 	if err := execute(*monPath, *refPath, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -87,7 +98,8 @@ func execute(monPath, refPath, only string) error {
 	var b bench
 	figures := []figure{
 		{"create", b.createFigure}, {"idle", b.idleFigure}, {"log", b.logFigure},
-		{"exec", b.execFigure}, {"line", b.lineFigure}, {"attach", b.attachFigure},
+		{"journald", b.journaldFigure}, {"exec", b.execFigure}, {"line", b.lineFigure},
+		{"attach", b.attachFigure},
 	}
 	for _, name := range strings.Split(only, ",") {
 		if name != "" && !slices.ContainsFunc(figures, func(f figure) bool { return f.name == name }) {
@@ -466,11 +478,11 @@ func (b *bench) idleFigure() error {
 	return nil
 }
 
-// burst starts a created container whose output ends with the marker line, waits for the
-// marker in the log and returns the wall time and the monitor's CPU time spent meanwhile
-// (utime+stime of /proc/<monitor>/stat, sampled before `runc start` and when the marker
-// is in the log: the monitor is still alive, so nothing is lost to its exit).
-func (b *bench) burst(r *run, timeout time.Duration) (wall, cpu time.Duration, err error) {
+// burst starts a created container whose output ends with the marker line, waits until
+// logged says the marker is stored and returns the wall time and the monitor's CPU time
+// spent meanwhile (utime+stime of /proc/<monitor>/stat, sampled before `runc start` and
+// when the marker is stored: the monitor is still alive, so nothing is lost to its exit).
+func (b *bench) burst(r *run, logged func() error) (wall, cpu time.Duration, err error) {
 	st0, err := readStat(r.monPid)
 	if err != nil {
 		return 0, 0, err
@@ -479,7 +491,7 @@ func (b *bench) burst(r *run, timeout time.Duration) (wall, cpu time.Duration, e
 	if err := b.e.runcCmd(r, "start", r.id); err != nil {
 		return 0, 0, err
 	}
-	if err := waitFile(r.log, timeout, endsWith(marker)); err != nil {
+	if err := logged(); err != nil {
 		return 0, 0, err
 	}
 	wall = time.Since(t0)
@@ -530,7 +542,8 @@ func (b *bench) burstSample(m *monitor, tpl string, timeout time.Duration) (burs
 		return x, err
 	}
 	defer b.e.destroy(r)
-	if x.wall, x.cpu, err = b.burst(r, timeout); err != nil {
+	inLog := func() error { return waitFile(r.log, timeout, endsWith(marker)) }
+	if x.wall, x.cpu, err = b.burst(r, inLog); err != nil {
 		return x, err
 	}
 	if x.mem, err = readMem(r.monPid); err != nil {
@@ -540,15 +553,20 @@ func (b *bench) burstSample(m *monitor, tpl string, timeout time.Duration) (burs
 	return x, err
 }
 
+// linesWorkload writes size bytes of 71-byte lines to /<name>.txt in the rootfs and returns
+// the template of a container that cats them, then runs then.
+func (b *bench) linesWorkload(name string, size int, then string) (string, error) {
+	if err := writeLinesFile(filepath.Join(b.e.rootfs, name+".txt"), size); err != nil {
+		return "", err
+	}
+	return b.e.template(name, "sh", "-c", "cat /"+name+".txt; "+then)
+}
+
 // logFigure: 200 MiB of 71-byte lines into k8s-file. The lines come from a file in the
 // rootfs (page cache) through busybox cat, a producer much faster than either monitor, so
 // the figure measures the monitor and not `yes | head`.
 func (b *bench) logFigure() error {
-	if err := writeLinesFile(filepath.Join(b.e.rootfs, "lines.txt"), logBytes); err != nil {
-		return err
-	}
-	tpl, err := b.e.template("burst", "sh", "-c",
-		fmt.Sprintf("cat /lines.txt; echo %s; exec sleep 600", strings.TrimSuffix(marker, "\n")))
+	tpl, err := b.linesWorkload("burst", logBytes, "echo "+strings.TrimSuffix(marker, "\n")+"; exec sleep 600")
 	if err != nil {
 		return err
 	}
@@ -580,6 +598,104 @@ func (b *bench) logFigure() error {
 	nx, ny := col(3)
 	b.compare(fmt.Sprintf(title, fmt.Sprintf("records (%d lines)", logLines)), nx, ny, count, nil)
 	return nil
+}
+
+// journaldFigure: 71-byte lines into journald alone (-l journald, as podman passes it).
+// Both monitors go at journald's pace (conmon blocks in sd_journal_sendv, conmon-go's queue
+// waits for room), so lines/s mostly shows journald and whether entries were lost; the
+// monitor CPU per MiB shows the cost of each client: libsystemd against go-systemd's
+// journal.Send behind the queue. The end is the first marker `journalctl -f` sees: the
+// container writes it to stderr (PRIORITY 3) every 100 ms, as conmon-go may drop one that
+// finds its queue stalled. journald must not rate-limit the monitors (it does not where
+// their cgroup is no systemd unit).
+func (b *bench) journaldFigure() error {
+	release, err := journaldtest.Acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	tpl, err := b.linesWorkload("journald", 71*journaldLines,
+		"while :; do echo "+strings.TrimSuffix(marker, "\n")+" >&2; usleep 100000; done")
+	if err != nil {
+		return err
+	}
+	one := func(m *monitor) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, tpl)
+			if err != nil {
+				return nil, err
+			}
+			r.logArg = "journald"
+			defer b.e.destroy(r)
+			if _, err := b.e.create(r); err != nil {
+				return nil, err
+			}
+			wall, cpu, err := b.journaldBurst(r, 300*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			n, err := journaldEntries(r.id)
+			return []float64{wall.Seconds(), cpu.Seconds(), n}, err
+		}
+	}
+	s, errs := interleave(journaldPairs, one(b.mons[0]), one(b.mons[1]))
+	col := func(k int) (metric, metric) { return med(s[0], errs[0], k), med(s[1], errs[1], k) }
+	title := fmt.Sprintf("journald %d lines of 71 bytes, %s (%d pairs)", journaldLines, "%s", journaldPairs)
+	wx, wy := col(0)
+	b.compare(fmt.Sprintf(title, "wall"), wx, wy, ms, nil)
+	rate := func(m metric) metric { return metric{v: journaldLines / m.v, err: m.err} }
+	b.compare(fmt.Sprintf(title, "lines/s"), rate(wx), rate(wy), func(v float64) string { return fmt.Sprintf("%.0f k/s", v/1e3) }, nil)
+	cx, cy := col(1)
+	perMiB := func(m metric) metric { return metric{v: m.v / journaldMiB, err: m.err} }
+	b.compare(fmt.Sprintf(title, "monitor CPU per MiB"), perMiB(cx), perMiB(cy), ms, nil)
+	nx, ny := col(2)
+	b.compare(fmt.Sprintf(title, "entries stored"), nx, ny, count, nil)
+	return nil
+}
+
+// journaldBurst is burst with the marker seen by journalctl.
+func (b *bench) journaldBurst(r *run, timeout time.Duration) (wall, cpu time.Duration, err error) {
+	// Only markers match, so whatever journalctl shows, even from before it started, is one.
+	jc := exec.Command("journalctl", "--no-pager", "-q", "-f", "-o", "cat", "CONTAINER_ID_FULL="+r.id, "PRIORITY=3")
+	out, err := jc.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := jc.Start(); err != nil {
+		return 0, 0, fmt.Errorf("journalctl: %w", err)
+	}
+	defer func() {
+		jc.Process.Kill()
+		jc.Wait()
+	}()
+	seen := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text()+"\n" == marker {
+				close(seen)
+				break
+			}
+		}
+		io.Copy(io.Discard, out)
+	}()
+	return b.burst(r, func() error {
+		select {
+		case <-seen:
+			return nil
+		case <-time.After(timeout):
+			return fmt.Errorf("no %q in the journal after %v", strings.TrimSpace(marker), timeout)
+		}
+	})
+}
+
+// journaldEntries counts the container's stdout lines that journald stored.
+func journaldEntries(id string) (float64, error) {
+	out, err := exec.Command("journalctl", "--no-pager", "-q", "-o", "cat", "CONTAINER_ID_FULL="+id, "PRIORITY=6").Output()
+	if err != nil {
+		return 0, fmt.Errorf("journalctl: %w", err)
+	}
+	return float64(bytes.Count(out, []byte(line70+"\n"))), nil
 }
 
 // execFigure: CRI-O ExecSync of `true` into a container started with bare runc.

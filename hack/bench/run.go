@@ -49,7 +49,8 @@ type run struct {
 	root    string // private runc --root
 	bundle  string
 	exitDir string
-	log     string
+	log     string   // k8s-file log
+	logArg  string   // -l value; "" means the k8s-file log
 	mon     *monitor // nil: bare runc
 	monPid  int      // from the -P pid file
 }
@@ -93,7 +94,7 @@ func (e *env) template(name string, args ...string) (string, error) {
 func (e *env) newRun(mon *monitor, tpl string) (*run, error) {
 	e.mu.Lock()
 	e.seq++
-	id := fmt.Sprintf("bench-%d-%d", os.Getpid(), e.seq)
+	id := fmt.Sprintf("bench-%07d-%d", os.Getpid(), e.seq) // journald needs more than 12 bytes
 	e.mu.Unlock()
 	dir := filepath.Join(e.work, id)
 	r := &run{id: id, dir: dir, root: filepath.Join(dir, "runc"), bundle: filepath.Join(dir, "bundle"),
@@ -254,7 +255,11 @@ func (e *env) create(r *run) (time.Duration, error) {
 		return 0, err
 	}
 	defer syncEnd.Close()
-	args := []string{"-b", r.bundle, "-c", r.id, "--exit-dir", r.exitDir, "-l", r.log,
+	logArg := r.log
+	if r.logArg != "" {
+		logArg = r.logArg
+	}
+	args := []string{"-b", r.bundle, "-c", r.id, "--exit-dir", r.exitDir, "-l", logArg,
 		"--log-level", "info", "-n", "k8s_bench_" + r.id, "-P", filepath.Join(r.dir, "conmon-pidfile"),
 		"-p", filepath.Join(r.dir, "pidfile"), "--persist-dir", filepath.Join(r.dir, "persist"),
 		"-r", e.runc, "--runtime-arg", "--root=" + r.root, "--socket-dir-path", e.sockDir, "-u", r.id}

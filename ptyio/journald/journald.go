@@ -1,35 +1,50 @@
-// Package journald is the journald log driver (logging.md §9): it assembles
-// lines like the k8s-file driver (ptyio/linebuf) and sends one entry per
-// record over journald's native datagram protocol, written by hand so the
-// monitor needs neither cgo nor package net.
+// Package journald is the journald log driver (logging.md §9): it assembles lines like the
+// k8s-file driver (ptyio/linebuf) and sends one entry per record with go-systemd's
+// journal.Send, which speaks journald's native protocol in pure Go and passes an entry too
+// large for one datagram as a file descriptor.
+//
+// journal.Send blocks while journald's socket queue is full, so the output path never
+// calls it: records are copied into a bounded queue (queue.go) that one sender goroutine
+// empties. While journald takes entries, the output path waits for room (journald's pace,
+// as with conmon); when the queue has stayed full for stallTimeout, records that find no
+// room are dropped without waiting until journald has taken half of the queue. Drops are
+// counted and warned about at most every warnEvery.
 package journald
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/journal"
+
 	"github.com/conmon-go/conmon-go/monitor/diag"
-
-	"golang.org/x/sys/unix"
-
 	"github.com/conmon-go/conmon-go/ptyio"
 	"github.com/conmon-go/conmon-go/ptyio/linebuf"
 )
 
-// DefaultSocket is journald's native protocol socket.
-const DefaultSocket = "/run/systemd/journal/socket"
+// Socket is journald's native protocol socket, the one journal.Send writes to.
+const Socket = "/run/systemd/journal/socket"
 
 const (
-	// sendRetry bounds the wait for a full journald queue: the journal must
-	// never stall the container.
-	sendRetry = 100 * time.Millisecond
+	// stallTimeout bounds how long the output path waits for room in a full queue
+	// while journald takes no entry at all.
+	stallTimeout = 100 * time.Millisecond
+	// flushTimeout bounds the wait for the queue to drain at the end of output and at
+	// Close, like the flush of attach clients.
+	flushTimeout = time.Second
 	// warnEvery rate-limits the warning about dropped entries.
 	warnEvery = 10 * time.Second
+
+	partialField = "CONTAINER_PARTIAL_MESSAGE"
+)
+
+var (
+	errStalled = errors.New("journald accepted no entry for " + stallTimeout.String())
+	errClosed  = errors.New("journald did not take them before the log driver was closed")
 )
 
 // Config describes the container whose output is logged.
@@ -40,116 +55,91 @@ type Config struct {
 	Labels        []string // --log-label NAME=VALUE, validated by the caller
 	NoPartialFlag bool     // --no-container-partial-message
 	Log           diag.Logger
-
-	socket string // journald's socket; DefaultSocket when empty (tests replace it)
 }
 
 // Writer is a ptyio.LogDriver sending container output to journald.
 type Writer struct {
-	mu  sync.Mutex // guards everything below, also taken by the assembler's idle timer
-	asm *linebuf.Assembler
-	log diag.Logger
+	mu     sync.Mutex // guards asm, cont, prio, closed; also taken by the assembler's idle timer
+	asm    *linebuf.Assembler
+	cont   [2]bool // per stream: the last record was partial, the next one continues its line
+	prio   [2]byte // per stream: priority digit of the line in progress
+	closed bool
+	timer  *time.Timer // for waits on the queue, stopped between them
 
-	cont [2]bool // per stream: the last record was partial, the next one continues its line
-	prio [2]byte // per stream: priority digit of the line in progress
+	q     *queue
+	gate  *gate
+	drops drops
 
-	f         *os.File
-	rc        syscall.RawConn
-	sa        *unix.SockaddrUnix
-	connected bool
-	closed    bool
-
-	// Field bytes fixed for the container's life, encoded once.
-	cidField []byte // CONTAINER_ID_FULL
-	fixed    []byte // CONTAINER_ID … SYSLOG_IDENTIFIER
-	partial  []byte // CONTAINER_PARTIAL_MESSAGE=true, or nil with NoPartialFlag
-	labels   []byte
-
-	buf    []byte // the datagram being built, reused
-	out    []byte // what sendOnce/sendWait transmit
-	serr   error  // result of the last send callback
-	sendFn func(uintptr) bool
-	waitFn func(uintptr) bool
-
-	dropped  uint64
-	lastWarn time.Time
+	// The fields of every entry besides MESSAGE and PRIORITY, read only by the sender:
+	// one map for complete lines and one adding the partial flag.
+	fields, partialFields map[string]string
+	sent                  chan struct{} // closed when the sender goroutine returns
 }
 
 var _ ptyio.LogDriver = (*Writer)(nil)
 
-// New opens the datagram socket. journald not running is not an error: each
-// entry then counts as dropped until it is back.
+// New starts the sender. journald not running is not an error: each entry then counts as
+// dropped until it is back.
 func New(cfg Config) (*Writer, error) {
-	if len(cfg.CID) <= 12 {
-		return nil, errors.New("Container ID must be longer than 12 characters")
-	}
-	log := cfg.Log
-	if log == nil {
-		log = diag.Discard
-	}
-	path := cfg.socket
-	if path == "" {
-		path = DefaultSocket
-	}
-	w := &Writer{log: log, sa: &unix.SockaddrUnix{Name: path}}
-
-	w.cidField = appendField(nil, "CONTAINER_ID_FULL", []byte(cfg.CID))
-	id := cfg.CID[:12]
-	w.fixed = appendField(nil, "CONTAINER_ID", []byte(id))
-	if cfg.Tag != "" {
-		w.fixed = appendField(w.fixed, "CONTAINER_TAG", []byte(cfg.Tag))
-	}
-	if cfg.Name != "" {
-		w.fixed = appendField(w.fixed, "CONTAINER_NAME", []byte(cfg.Name))
-	}
-	ident := id
-	if cfg.Tag != "" {
-		ident = cfg.Tag
-	} else if cfg.Name != "" {
-		ident = cfg.Name
-	}
-	w.fixed = appendField(w.fixed, "SYSLOG_IDENTIFIER", []byte(ident))
-	if !cfg.NoPartialFlag {
-		w.partial = []byte("CONTAINER_PARTIAL_MESSAGE=true\n")
-	}
-	for _, l := range cfg.Labels {
-		name, value, _ := bytes.Cut([]byte(l), []byte{'='})
-		w.labels = appendField(w.labels, string(name), value)
-	}
-	// Room for the longest record plus every field, so appends never grow it.
-	w.buf = make([]byte, 0, linebuf.MaxLine+len(w.cidField)+len(w.fixed)+len(w.partial)+len(w.labels)+64)
-	w.sendFn = w.sendOnce
-	w.waitFn = w.sendWait
-
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	w, err := newWriter(cfg)
 	if err != nil {
-		return nil, os.NewSyscallError("create journald socket", err)
+		return nil, err
 	}
-	w.f = os.NewFile(uintptr(fd), path)
-	if w.rc, err = w.f.SyscallConn(); err != nil {
-		w.f.Close()
-		return nil, &os.PathError{Op: "journald socket", Path: path, Err: err}
+	if err := w.gate.dial(time.Now()); err != nil {
+		w.drops.log.Debugf("journald not reachable yet: %v", err)
 	}
-	if err := w.connect(); err != nil {
-		log.Debugf("journald not reachable yet: %v", err)
-	}
-	w.asm = linebuf.New(&w.mu, (*emitter)(w), log)
+	go w.send()
 	return w, nil
 }
 
-// connect associates the socket with journald's. A connected datagram socket
-// lets the poller wake a sender when journald's full queue drains; an
-// unconnected sendto would get no such wake-up.
-func (w *Writer) connect() error {
-	var err error
-	if cerr := w.rc.Control(func(fd uintptr) { err = unix.Connect(int(fd), w.sa) }); cerr != nil {
-		err = cerr
+// newWriter prepares everything but the sender goroutine.
+func newWriter(cfg Config) (*Writer, error) {
+	if len(cfg.CID) <= 12 {
+		return nil, errors.New("Container ID must be longer than 12 characters")
 	}
-	w.connected = err == nil
+	log := diag.OrDiscard(cfg.Log)
+	g, err := newGate()
 	if err != nil {
-		return &os.PathError{Op: "connect", Path: w.sa.Name, Err: err}
+		return nil, err
 	}
-	return nil
+	w := &Writer{q: newQueue(), gate: g, timer: time.NewTimer(time.Hour), sent: make(chan struct{})}
+	w.timer.Stop()
+	w.drops.log = log
+	w.drops.timer = time.AfterFunc(time.Hour, w.drops.warn)
+	w.drops.timer.Stop()
+
+	// Labels first: a label cannot replace the fields that identify the container.
+	// journald ignores client fields starting with '_', and journal.Send would complain
+	// about each one on stderr, so they are left out.
+	f := make(map[string]string, len(cfg.Labels)+5)
+	for _, l := range cfg.Labels {
+		if name, value, _ := strings.Cut(l, "="); !strings.HasPrefix(name, "_") {
+			f[name] = value
+		}
+	}
+	id := cfg.CID[:12]
+	f["CONTAINER_ID_FULL"] = cfg.CID
+	f["CONTAINER_ID"] = id
+	ident := id
+	if cfg.Name != "" {
+		f["CONTAINER_NAME"] = cfg.Name
+		ident = cfg.Name
+	}
+	if cfg.Tag != "" {
+		f["CONTAINER_TAG"] = cfg.Tag
+		ident = cfg.Tag
+	}
+	f["SYSLOG_IDENTIFIER"] = ident
+	w.fields, w.partialFields = f, f
+	if !cfg.NoPartialFlag {
+		w.partialFields = make(map[string]string, len(f)+1)
+		for k, v := range f {
+			w.partialFields[k] = v
+		}
+		w.partialFields[partialField] = "true"
+	}
+	w.asm = linebuf.New(&w.mu, (*emitter)(w), log)
+	return w, nil
 }
 
 // Write feeds one read of the container's output to the line assembler.
@@ -161,11 +151,13 @@ func (w *Writer) Write(s ptyio.Stream, p []byte, now time.Time) {
 	w.mu.Unlock()
 }
 
-// Flush sends pending partial lines as partial entries (end of output).
+// Flush queues pending partial lines as partial entries (end of output) and waits, at most
+// flushTimeout, until journald has taken every entry.
 func (w *Writer) Flush() {
 	w.mu.Lock()
 	if !w.closed {
 		w.asm.Flush()
+		w.q.drain(w.timer, time.Now().Add(flushTimeout))
 	}
 	w.mu.Unlock()
 }
@@ -176,31 +168,34 @@ func (w *Writer) Reopen() {}
 // Sync is meaningless for journald.
 func (w *Writer) Sync() error { return nil }
 
-// Close sends what is pending and closes the socket.
+// Close flushes like Flush, then stops the sender; entries journald has not taken by then
+// count as dropped. A sender inside journal.Send stays there until journald reads again or
+// the process exits.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return nil
 	}
-	w.asm.Flush()
 	w.closed = true
-	return w.f.Close()
+	w.asm.Flush()
+	w.q.drain(w.timer, time.Now().Add(flushTimeout))
+	if n := w.q.close(); n > 0 {
+		w.drops.add(n, errClosed)
+	}
+	w.gate.close()
+	w.drops.final()
+	return nil
 }
 
-// emitter receives the assembler's records (mu held); a separate type keeps
-// Record and IdleDone out of Writer's API.
+// emitter receives the assembler's records (mu held); a separate type keeps Record and
+// IdleDone out of Writer's API.
 type emitter Writer
 
 func (e *emitter) IdleDone() {}
 
-// Record sends one entry. Layout of the datagram (native protocol), fields in
-// logging.md §9.2 order:
-//
-//	MESSAGE\n<len: 8 bytes little-endian><line>\n   (value containing \n)
-//	NAME=value\n                                     (any other value)
-//	CONTAINER_ID_FULL, PRIORITY, CONTAINER_ID, [CONTAINER_TAG], [CONTAINER_NAME],
-//	SYSLOG_IDENTIFIER, [CONTAINER_PARTIAL_MESSAGE=true], labels…
+// Record queues one entry. While the queue is full it waits for room as long as the sender
+// makes progress, and drops the entry once stallTimeout passed without any.
 func (e *emitter) Record(s ptyio.Stream, line []byte, partial bool, _ time.Time) {
 	w := (*Writer)(e)
 	i := s & 1
@@ -218,128 +213,109 @@ func (e *emitter) Record(s ptyio.Stream, line []byte, partial bool, _ time.Time)
 	// The continuation of a partial record is no line start: it keeps the priority.
 	w.cont[i] = partial
 
-	b := appendField(w.buf[:0], "MESSAGE", line)
-	b = append(b, w.cidField...)
-	b = append(b, "PRIORITY="...)
-	b = append(b, w.prio[i], '\n')
-	b = append(b, w.fixed...)
-	if partial {
-		b = append(b, w.partial...)
-	}
-	b = append(b, w.labels...)
-	w.buf = b
-	w.send(b)
-}
-
-func appendField(b []byte, name string, value []byte) []byte {
-	b = append(b, name...)
-	if bytes.IndexByte(value, '\n') < 0 {
-		b = append(b, '=')
-		b = append(b, value...)
-		return append(b, '\n')
-	}
-	b = append(b, '\n')
-	b = binary.LittleEndian.AppendUint64(b, uint64(len(value)))
-	b = append(b, value...)
-	return append(b, '\n')
-}
-
-// send transmits one datagram: non-blocking, at most sendRetry of waiting for
-// a full queue, a sealed memfd when it is too large, a reconnect when
-// journald was restarted. Failures count as drops.
-func (w *Writer) send(b []byte) {
-	if !w.connected {
-		if err := w.connect(); err != nil {
-			w.drop(err)
+	for {
+		ok, stalled := w.q.tryPush(line, w.prio[i], partial)
+		if ok {
+			return
+		}
+		if stalled || !w.q.waitRoom(w.timer, stallTimeout, time.Time{}) {
+			w.drops.add(1, errStalled)
 			return
 		}
 	}
-	w.out = b
-	err := w.transmit()
-	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOTCONN) {
-		// journald restarted: its new socket has the same path.
-		if err = w.connect(); err == nil {
-			err = w.transmit()
+}
+
+// send is the sender goroutine: it hands the queued entries to journal.Send in order, each
+// once journald's queue has room (gate.go).
+func (w *Writer) send() {
+	defer close(w.sent)
+	defer func() {
+		if r := recover(); r != nil {
+			w.drops.log.Warnf("journald sender stopped after a panic: %v", r)
 		}
-	}
-	if errors.Is(err, unix.EMSGSIZE) {
-		err = w.sendMemfd(b)
-	}
-	if err != nil {
-		w.drop(err)
-	}
-}
-
-// transmit sends w.out once and, if journald's queue is full, waits for
-// room through the poller for at most sendRetry.
-func (w *Writer) transmit() error {
-	if err := w.rc.Write(w.sendFn); err != nil {
-		return err
-	}
-	if w.serr != unix.EAGAIN {
-		return w.serr
-	}
-	w.f.SetWriteDeadline(time.Now().Add(sendRetry))
-	err := w.rc.Write(w.waitFn)
-	w.f.SetWriteDeadline(time.Time{})
-	if err != nil {
-		return err
-	}
-	return w.serr
-}
-
-func (w *Writer) sendOnce(fd uintptr) bool {
-	w.serr = unix.Send(int(fd), w.out, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-	return true
-}
-
-func (w *Writer) sendWait(fd uintptr) bool {
-	w.serr = unix.Send(int(fd), w.out, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-	return w.serr != unix.EAGAIN
-}
-
-// sendMemfd passes an entry too large for one datagram as a sealed memfd
-// with no payload, which journald reads as the entry.
-func (w *Writer) sendMemfd(b []byte) error {
-	mfd, err := unix.MemfdCreate("conmon-journal", unix.MFD_ALLOW_SEALING|unix.MFD_CLOEXEC)
-	if err != nil {
-		return os.NewSyscallError("memfd_create", err)
-	}
-	defer unix.Close(mfd)
-	for p := b; len(p) > 0; {
-		n, err := unix.Write(mfd, p)
-		if err == unix.EINTR {
-			continue
+	}()
+	for {
+		msg, e, ok := w.q.front()
+		if !ok {
+			return
 		}
+		fields := w.fields
+		if e.partial {
+			fields = w.partialFields
+		}
+		w.gate.wait(time.Now())
+		err := journal.Send(string(msg), journal.Priority(e.prio-'0'), fields)
+		w.q.pop()
 		if err != nil {
-			return os.NewSyscallError("write memfd", err)
+			w.gate.reset()
+			w.drops.add(1, sendError(err))
 		}
-		p = p[n:]
 	}
-	seals := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
-	if _, err := unix.FcntlInt(uintptr(mfd), unix.F_ADD_SEALS, seals); err != nil {
-		return os.NewSyscallError("seal memfd", err)
-	}
-	rights := unix.UnixRights(mfd)
-	send := func(fd uintptr) bool {
-		_, w.serr = unix.SendmsgN(int(fd), nil, rights, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
-		return w.serr != unix.EAGAIN
-	}
-	w.f.SetWriteDeadline(time.Now().Add(sendRetry))
-	err = w.rc.Write(send)
-	w.f.SetWriteDeadline(time.Time{})
-	if err != nil {
-		return err
-	}
-	return w.serr
 }
 
-// drop counts a lost entry and warns at most every warnEvery.
-func (w *Writer) drop(err error) {
-	w.dropped++
-	now := time.Now()
-	if w.lastWarn.IsZero() || now.Sub(w.lastWarn) >= warnEvery {
-		w.lastWarn = now
-		w.log.Warnf("journald: dropped %d log entries so far: %v", w.dropped, err)
+// sendError names the socket and the errno of a failed send: journal.Send's own error
+// also names the package's anonymous client socket.
+func sendError(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return &os.PathError{Op: "send to", Path: Socket, Err: errno}
+	}
+	return err
+}
+
+// drops counts lost entries and warns about them from a timer, never from the output
+// path: at the first drop, then at most every warnEvery while drops go on, and at Close.
+type drops struct {
+	log   diag.Logger
+	timer *time.Timer // runs warn
+
+	mu       sync.Mutex
+	n        uint64 // entries dropped so far
+	reported uint64 // n at the last warning
+	cause    error  // of the latest drop
+	armed    bool   // timer is scheduled
+	next     time.Time
+}
+
+func (d *drops) add(n int, cause error) {
+	d.mu.Lock()
+	d.n += uint64(n)
+	d.cause = cause
+	if !d.armed {
+		d.armed = true
+		d.timer.Reset(max(time.Until(d.next), 0))
+	}
+	d.mu.Unlock()
+}
+
+func (d *drops) count() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n
+}
+
+func (d *drops) warn() {
+	d.mu.Lock()
+	n, cause := d.n, d.cause
+	d.armed = false
+	if n == d.reported { // final already told
+		d.mu.Unlock()
+		return
+	}
+	d.reported = n
+	d.next = time.Now().Add(warnEvery)
+	d.mu.Unlock()
+	d.log.Warnf("journald: dropped %d log entries so far: %v", n, cause)
+}
+
+// final warns now about drops not reported yet.
+func (d *drops) final() {
+	d.mu.Lock()
+	d.timer.Stop()
+	d.armed = false
+	pending := d.n > d.reported
+	d.mu.Unlock()
+	if pending {
+		d.warn()
 	}
 }

@@ -1,7 +1,7 @@
 // Package journaldtest makes a real systemd-journald available to tests.
 //
-// Ensure uses a running journald when its socket accepts a connection.
-// Otherwise, as root, it starts /usr/lib/systemd/systemd-journald itself
+// Ensure (Acquire outside tests) uses a running journald when its socket accepts a
+// connection. Otherwise, as root, it starts /usr/lib/systemd/systemd-journald itself
 // (creating /run/systemd/journal) in its own session and waits for its
 // sd_notify READY=1. Test binaries of several packages may run at once, so:
 //   - every caller holds a shared flock on LockPath until its stop runs, and
@@ -11,9 +11,9 @@
 //     when it can take the lock exclusively, i.e. from the last user; the
 //     starter may have exited by then, the pid file still names the process.
 //
-// A journald that Ensure did not start is never stopped. To exercise the
-// start path on a host where journald already runs, run the test binary in a
-// private mount namespace with its own /run, e.g.
+// A journald that Ensure did not start is never stopped (Pause only suspends it briefly).
+// To exercise the start path on a host where journald already runs, run the test binary
+// in a private mount namespace with its own /run, e.g.
 //
 //	unshare -m --propagation private sh -c 'mount -t tmpfs tmpfs /run && ./journald.test'
 package journaldtest
@@ -21,11 +21,14 @@ package journaldtest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,44 +48,63 @@ const (
 	comm = "systemd-journal"
 )
 
+// ErrUnavailable is why Acquire fails where journald can neither be reached nor started;
+// tests skip then.
+var ErrUnavailable = errors.New("journald unavailable")
+
 // Ensure makes journald accept entries on Socket, or skips the test. Call the
 // returned stop when done, e.g. t.Cleanup(stop).
 func Ensure(t testing.TB) (stop func()) {
 	t.Helper()
+	release, err := Acquire()
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err.Error())
+	}
+	if err != nil {
+		t.Fatalf("journaldtest: %v", err)
+	}
+	return func() {
+		if err := release(); err != nil {
+			t.Errorf("journaldtest: stop journald: %v", err)
+		}
+	}
+}
+
+// Acquire is Ensure for programs that are not tests (the bench): it makes journald accept
+// entries on Socket and returns release, to be called when done.
+func Acquire() (release func() error, err error) {
 	lock, err := os.OpenFile(LockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		if reachable() {
-			return func() {} // e.g. unprivileged, with the system's journald
+			return func() error { return nil }, nil // e.g. unprivileged, with the system's journald
 		}
-		t.Skip("needs root or a running journald: " + Socket + " not reachable")
+		return nil, fmt.Errorf("%w: needs root or a running journald: %s not reachable", ErrUnavailable, Socket)
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		lock.Close()
-		t.Fatalf("journaldtest: lock %s: %v", LockPath, err)
+		return nil, fmt.Errorf("lock %s: %w", LockPath, err)
 	}
 	if !reachable() {
 		if _, err := os.Stat(binary); err != nil {
 			lock.Close()
-			t.Skip("needs a running journald or " + binary)
+			return nil, fmt.Errorf("%w: needs a running journald or %s", ErrUnavailable, binary)
 		}
-		if err := start(t); err != nil {
+		if err := start(); err != nil {
 			lock.Close()
-			t.Fatalf("journaldtest: start journald: %v", err)
+			return nil, fmt.Errorf("start journald: %w", err)
 		}
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_SH); err != nil {
 		lock.Close()
-		t.Fatalf("journaldtest: lock %s: %v", LockPath, err)
+		return nil, fmt.Errorf("lock %s: %w", LockPath, err)
 	}
-	return func() {
+	return func() error {
 		defer lock.Close()
 		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-			return // another test binary still uses journald
+			return nil // another test binary still uses journald
 		}
-		if err := terminate(); err != nil {
-			t.Errorf("journaldtest: stop journald: %v", err)
-		}
-	}
+		return terminate()
+	}, nil
 }
 
 func reachable() bool {
@@ -96,11 +118,16 @@ func reachable() bool {
 
 // start runs journald in its own session and waits for READY=1 on a
 // private notify socket.
-func start(t testing.TB) error {
+func start() error {
 	if err := os.MkdirAll(filepath.Dir(Socket), 0o755); err != nil {
 		return err
 	}
-	notifyPath := filepath.Join(t.TempDir(), "notify")
+	dir, err := os.MkdirTemp("", "journald-notify.")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	notifyPath := filepath.Join(dir, "notify")
 	nfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -184,6 +211,13 @@ func terminate() error {
 // are there: journald offers no event for "entry written". Skips without journalctl.
 func Entries(t testing.TB, cid string, want int) []map[string]string {
 	t.Helper()
+	return EntriesUntil(t, cid, func(e []map[string]string) bool { return len(e) >= want })
+}
+
+// EntriesUntil is Entries polling until done accepts the entries, for at most 10 s; it
+// then returns what it read last.
+func EntriesUntil(t testing.TB, cid string, done func([]map[string]string) bool) []map[string]string {
+	t.Helper()
 	jc, err := exec.LookPath("journalctl")
 	if err != nil {
 		t.Skip("needs journalctl")
@@ -207,7 +241,7 @@ func Entries(t testing.TB, cid string, want int) []map[string]string {
 			}
 			entries = append(entries, e)
 		}
-		if len(entries) >= want || time.Now().After(deadline) {
+		if done(entries) || time.Now().After(deadline) {
 			return entries
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -230,4 +264,83 @@ func jsonValue(raw json.RawMessage) string {
 		b[i] = byte(v)
 	}
 	return string(b)
+}
+
+// Pause suspends (SIGSTOP) the journald serving Socket, so that its socket queue fills and
+// senders wait, and returns resume, which continues it (SIGCONT). t.Cleanup resumes it on
+// every path; a detached watchdog process resumes it after limit even if the test binary
+// dies first. Other tests share this journald: keep limit to a few seconds.
+func Pause(t testing.TB, limit time.Duration) (resume func()) {
+	t.Helper()
+	pid, err := servingPid()
+	if err != nil {
+		t.Fatalf("journaldtest: find journald: %v", err)
+	}
+	pfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("journaldtest: pidfd of journald %d: %v", pid, err)
+	}
+	watchdog := exec.Command("sh", "-c", fmt.Sprintf("sleep %.3f; kill -CONT %d", limit.Seconds(), pid))
+	watchdog.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := watchdog.Start(); err != nil {
+		unix.Close(pfd)
+		t.Fatalf("journaldtest: start the resume watchdog: %v", err)
+	}
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			if err := unix.PidfdSendSignal(pfd, unix.SIGCONT, nil, 0); err != nil && err != unix.ESRCH {
+				t.Errorf("journaldtest: resume journald %d: %v", pid, err)
+			}
+			unix.Close(pfd)
+			watchdog.Process.Kill()
+			watchdog.Wait()
+		})
+	}
+	t.Cleanup(resume)
+	if err := unix.PidfdSendSignal(pfd, unix.SIGSTOP, nil, 0); err != nil {
+		t.Fatalf("journaldtest: stop journald %d: %v", pid, err)
+	}
+	return resume
+}
+
+// servingPid finds the systemd-journald process that holds Socket's listening socket:
+// the inode bound to Socket in /proc/net/unix, among the fds of processes named comm
+// (systemd itself holds the socket too when it activated journald).
+func servingPid() (int, error) {
+	data, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return 0, err
+	}
+	inode := ""
+	for _, l := range strings.Split(string(data), "\n") {
+		// Num RefCount Protocol Flags Type St Inode Path
+		if f := strings.Fields(l); len(f) == 8 && f[7] == Socket {
+			inode = f[6]
+		}
+	}
+	if inode == "" {
+		return 0, fmt.Errorf("%s is bound by no socket", Socket)
+	}
+	target := "socket:[" + inode + "]"
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		if c, _ := os.ReadFile("/proc/" + p.Name() + "/comm"); strings.TrimSpace(string(c)) != comm {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); l == target {
+				return pid, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no %s process holds %s (%s)", comm, Socket, target)
 }
