@@ -52,6 +52,14 @@ func init() {
 	}
 }
 
+// Reexecuted reports whether this process is one of the binary's hidden modes, started by
+// a monitor with an argv of its own making: the daemon or the LISTEN_PID trampoline.
+func Reexecuted() bool {
+	_, daemon := os.LookupEnv(envDaemon)
+	_, trampoline := os.LookupEnv(envTrampoline)
+	return daemon || trampoline
+}
+
 // Main runs the binary in the mode its environment selects and returns the exit status.
 func Main(args []string) int {
 	if v, ok := os.LookupEnv(envTrampoline); ok {

@@ -53,6 +53,11 @@ func main() {
 
 // dispatchCommand runs the command args name; ok is false for the monitor's command line.
 func dispatchCommand(args []string) (code int, ok bool) {
+	if monitor.Reexecuted() {
+		// The monitor's own hidden modes carry their argv through unchanged (the LISTEN_PID
+		// trampoline's first argument is the program it execs).
+		return 0, false
+	}
 	word := args[0]
 	switch {
 	case isHelpOption(word):

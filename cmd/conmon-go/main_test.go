@@ -18,3 +18,12 @@ func TestDispatchLeavesMonitorCommandLines(t *testing.T) {
 		t.Errorf("unknown command: %d, %v; want 125, true", code, ok)
 	}
 }
+
+// The LISTEN_PID trampoline is this binary re-executed with the runtime's argv: its first
+// argument is a program path, not a command.
+func TestDispatchLeavesTrampoline(t *testing.T) {
+	t.Setenv("_CONMON_GO_TRAMPOLINE", "0")
+	if _, ok := dispatchCommand([]string{"/usr/sbin/runc", "create"}); ok {
+		t.Error("the trampoline's argv was taken for a command")
+	}
+}
