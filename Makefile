@@ -28,8 +28,9 @@ build: $(BIN)
 $(BIN): $(shell find . -name '*.go' -not -path './hack/*') go.mod go.sum
 	CGO_ENABLED=0 GOEXPERIMENT=$(BUILD_GOEXPERIMENT) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/conmon-go
 
-# Unit tests, short fuzz runs of the parsers, then the root integration suites (they skip
-# with a message when not root or when runc/podman/busybox are missing).
+# Unit tests and the root integration suites (they skip with a message when not root or
+# when runc/podman/busybox are missing), then short fuzz runs of the parsers, the sync
+# messages, the log records and the attach framing.
 test: build
 	$(GO) vet -printf.funcs=$(PRINTF_FUNCS) ./...
 	$(GO) test -count=1 -timeout 20m ./...
@@ -41,6 +42,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseControl$$' -fuzztime 500000x ./monitor/ctl
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 200000x ./monitor/cli
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvents$$' -fuzztime 200000x ./monitor/oom
+	$(GO) test -run '^$$' -fuzz '^FuzzSyncMessage$$' -fuzztime 100000x ./monitor
+	$(GO) test -run '^$$' -fuzz '^FuzzRecordsReassemble$$' -fuzztime 10000x ./ptyio/k8sfile
+	$(GO) test -run '^$$' -fuzz '^FuzzClientDatagramsReachStdin$$' -fuzztime 5000x ./seqpacket
+	$(GO) test -run '^$$' -fuzz '^FuzzOutputFrames$$' -fuzztime 5000x ./seqpacket
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.

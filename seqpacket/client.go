@@ -63,6 +63,8 @@ type client struct {
 	rerr    error
 	recvFn  func(uintptr) bool
 	hupFn   func(uintptr) bool
+	endFn   func(uintptr)
+	ended   bool // set by endFn
 	pfd     [1]unix.PollFd
 }
 
@@ -87,6 +89,7 @@ func newClient(s *Server, fd int) (*client, error) {
 	c.sendFn = c.trySend
 	c.recvFn = c.tryRecv
 	c.hupFn = c.waitHUP
+	c.endFn = c.checkEnd
 	c.iov.Base = &c.recvBuf[0]
 	c.iov.SetLen(recvSize)
 	c.msg.Iov = &c.iov
@@ -280,8 +283,14 @@ func (c *client) readLoop() {
 	defer c.s.catch("client reader")
 	st := c.s.cfg.Stdin
 	for {
-		if err := c.rc.Read(c.recvFn); err != nil || c.rerr != nil || c.rn == 0 {
+		if err := c.rc.Read(c.recvFn); err != nil || c.rerr != nil {
 			break
+		}
+		if c.rn == 0 {
+			if c.rc.Control(c.endFn); c.ended {
+				break
+			}
+			continue // an empty datagram: nothing to deliver
 		}
 		if c.rflags&unix.MSG_TRUNC != 0 {
 			c.s.log.Warnf("Attach client datagram larger than %d bytes, truncated", recvSize)
@@ -309,6 +318,20 @@ func (c *client) waitHUP(fd uintptr) bool {
 	c.pfd[0] = unix.PollFd{Fd: int32(fd)}
 	n, _ := unix.Poll(c.pfd[:], 0)
 	return n > 0 && c.pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+}
+
+// checkEnd tells the end of a client's input from an empty datagram, which recvmsg also
+// reports as 0 bytes: the input has ended when the peer shut down its sending side and no
+// byte is left in the queue (empty datagrams there carry nothing either).
+func (c *client) checkEnd(fd uintptr) {
+	c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLRDHUP}
+	n, _ := unix.Poll(c.pfd[:], 0)
+	if n <= 0 || c.pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) == 0 {
+		c.ended = false
+		return
+	}
+	queued, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	c.ended = err != nil || queued == 0
 }
 
 // tryRecv runs inside the poller's Read: false means "wait until readable".
