@@ -471,13 +471,31 @@ func (m *monitor) runtimeStderr() string {
 }
 
 // readPidFile reads the pid the runtime wrote: a positive decimal, surrounding whitespace
-// allowed (lifecycle.md §10.3).
+// allowed (lifecycle.md §10.3). Only a regular file of less than 128 bytes counts, opened
+// without blocking: a FIFO or a link to a device left at the path by a runtime that failed
+// must neither hang the monitor nor feed it without end.
 func readPidFile(path string) (int, error) {
-	data, err := os.ReadFile(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, errors.New(diag.Strerror(err))
 	}
-	s := string(bytes.TrimSpace(data))
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, errors.New(diag.Strerror(err))
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, errors.New("not a regular file")
+	}
+	var buf [128]byte
+	n, err := unix.Read(fd, buf[:])
+	if err != nil {
+		return 0, errors.New(diag.Strerror(err))
+	}
+	if n == len(buf) {
+		return 0, errors.New("invalid content: longer than a pid")
+	}
+	s := string(bytes.TrimSpace(buf[:n]))
 	pid, err := strconv.Atoi(s)
 	if err != nil || pid <= 0 || s[0] == '+' {
 		return 0, errors.New("invalid content " + strconv.Quote(s))

@@ -158,6 +158,9 @@ func (s *Server) bind(parent string) error {
 	return nil
 }
 
+// setup binds and listens. The file gets the socket's mode, 0700, less the umask: bind
+// creates it from the socket's inode. conmon also chmods the path after binding; that call
+// would follow a link put in the socket's place meanwhile, so there is none here.
 func (s *Server) setup(fd, dfd int, path string) error {
 	if err := unix.Fchmod(fd, 0o700); err != nil {
 		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
@@ -167,9 +170,6 @@ func (s *Server) setup(fd, dfd int, path string) error {
 		return fmt.Errorf("Failed to bind socket: %s: %w", path, err)
 	}
 	s.bound = true
-	if err := unix.Fchmodat(dfd, "attach", 0o700, 0); err != nil {
-		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
-	}
 	if err := unix.Listen(fd, backlog); err != nil {
 		return fmt.Errorf("Failed to listen on attach socket: %s: %w", path, err)
 	}

@@ -44,7 +44,8 @@ type fifo struct {
 	line    func(f *FIFOs, line []byte)
 }
 
-// Create makes <bundle>/ctl and <bundle>/winsz (replacing existing files) and opens them.
+// Create makes <bundle>/ctl and <bundle>/winsz (replacing existing files, links included:
+// they are removed, never followed) and opens them.
 // Nothing is read before Start.
 func Create(bundle string, h Handler, log diag.Logger) (*FIFOs, error) {
 	if log == nil {
@@ -71,12 +72,13 @@ func openFIFO(path, what string) (*fifo, error) {
 	if err := unix.Mkfifo(path, 0o660); err != nil {
 		return nil, fmt.Errorf("Failed to mkfifo at %s: %w", path, err)
 	}
-	r, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	// O_NOFOLLOW: a link put in the FIFO's place meanwhile is refused, not followed.
+	r, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("Failed to open %s read half: %w", what, err)
 	}
 	// Does not block: the read half is open.
-	w, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	w, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(r)
 		return nil, fmt.Errorf("Failed to open %s write half: %w", what, err)
