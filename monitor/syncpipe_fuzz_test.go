@@ -25,7 +25,7 @@ type (
 	}
 )
 
-// escapedLen is the length of s escaped as protocol.md §3.4 prescribes.
+// escapedLen is the length of s escaped as docs/protocol.md §3.4 prescribes.
 func escapedLen(s string) int {
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -41,7 +41,7 @@ func escapedLen(s string) int {
 	return n
 }
 
-// unescape reverses protocol.md §3.4 on the raw bytes between the message's quotes.
+// unescape reverses docs/protocol.md §3.4 on the raw bytes between the message's quotes.
 func unescape(t *testing.T, s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -82,7 +82,7 @@ func goString(s string) string {
 // Any runtime stderr (any bytes, any length) becomes one line of at most 4096 bytes that is
 // valid JSON for podman's and CRI-O's decoders. What it keeps is defined exactly: the
 // message is the longest prefix of the text that fits, cut only between UTF-8 sequences
-// (an invalid byte counts as a sequence of its own); its bytes are escaped as protocol.md
+// (an invalid byte counts as a sequence of its own); its bytes are escaped as docs/protocol.md
 // §3.4 says, so unescaping gives back exactly that prefix, invalid bytes included; Go's
 // decoder turns each invalid byte into U+FFFD and keeps all valid UTF-8 as it is.
 func FuzzSyncMessage(f *testing.F) {

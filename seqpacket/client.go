@@ -7,6 +7,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -230,7 +232,7 @@ func (c *client) stopOutput() bool {
 func (c *client) writeLoop() {
 	defer c.release()
 	defer close(c.wdone)
-	defer c.s.catch("client writer")
+	defer diag.Recover(c.s.log, "attach client", c.failed)
 	for {
 		c.mu.Lock()
 		for c.used == 0 && !c.outDone && !c.flush {
@@ -280,7 +282,7 @@ func (c *client) trySend(fd uintptr) bool {
 
 func (c *client) readLoop() {
 	defer c.release()
-	defer c.s.catch("client reader")
+	defer diag.Recover(c.s.log, "attach client", c.failed)
 	st := c.s.cfg.Stdin
 	for {
 		if err := c.rc.Read(c.recvFn); err != nil || c.rerr != nil {
@@ -350,6 +352,14 @@ func (c *client) tryRecv(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// failed disconnects the client after a panic in one of its goroutines: it leaves the
+// server's list, so that no output waits for it, and its peer reads EOF.
+func (c *client) failed() {
+	c.s.failed.Store(true)
+	c.s.forget(c)
+	c.rc.Control(shutRDWR)
 }
 
 // release is called by each goroutine when it ends; the last one closes the socket.

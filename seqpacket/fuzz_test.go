@@ -44,7 +44,7 @@ func fuzzChunks(data, sizes []byte) (chunks [][]byte, flags []bool) {
 }
 
 // Any sequence of datagrams from a client reaches the container's stdin (a real pipe behind
-// ptyio.Stdin, as the monitor passes it) as exactly their bytes, in order (protocol.md
+// ptyio.Stdin, as the monitor passes it) as exactly their bytes, in order (docs/protocol.md
 // §5.3): an empty datagram adds nothing and does not end the input; a datagram longer than
 // the receive buffer is cut to its first 64 KiB. The client's end of input then closes the
 // pipe.
@@ -85,7 +85,7 @@ func FuzzClientDatagramsReachStdin(f *testing.F) {
 }
 
 // Output chunks of any size on either stream reach a client as frames of 1 to 8192 payload
-// bytes, each tagged with its chunk's stream, in order (protocol.md §5.2).
+// bytes, each tagged with its chunk's stream, in order (docs/protocol.md §5.2).
 func FuzzOutputFrames(f *testing.F) {
 	f.Add([]byte("hello\n"), []byte{6, 0x84})
 	f.Add([]byte("\x00\x02\x03"), []byte{0x48, 0, 0x7f, 0xc1})

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/monitor/diag"
+	"github.com/conmon-go/conmon-go/ptyio"
 )
 
 // Whatever an earlier run or someone else left at <bundle>/attach or at the socket-dir link
@@ -65,4 +68,34 @@ func TestAttachPathPlanted(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "Failed to remove existing socket: "+bundle+"/attach: ") {
 		t.Fatalf("a directory at attach: %v", err)
 	}
+}
+
+// panicStdin panics on the first datagram.
+type panicStdin struct{}
+
+func (panicStdin) WriteStdin([]byte) error { panic("bad stdin") }
+func (panicStdin) ClientInputClosed()      {}
+
+// A panic in a client's goroutine is reported and disconnects that client only: the others
+// keep receiving output, and the server says it failed, so that the monitor does not call
+// Shutdown, which could wait for a lock the panic left held (docs/lifecycle.md §13.1).
+func TestClientPanicDisconnectsIt(t *testing.T) {
+	diag.ProductionPanics(t)
+	bundle := t.TempDir()
+	s, log := startServer(t, Config{Bundle: bundle, Stdin: panicStdin{}})
+	bad := connect(t, log, bundle+"/attach", 1)
+	good := startReader(connect(t, log, bundle+"/attach", 2), true, nil)
+	if _, err := unix.Write(bad, []byte("boom")); err != nil {
+		t.Fatal(err)
+	}
+	log.waitFor("internal error in attach client: bad stdin", 1)
+	buf := make([]byte, 16)
+	if n, err := unix.Read(bad, buf); n != 0 || err != nil {
+		t.Fatalf("the failed client read %q, %v; want EOF", buf[:n], err)
+	}
+	if !s.Failed() {
+		t.Error("Failed() is false after a panic")
+	}
+	s.Broadcast(ptyio.Stdout, []byte("still here"))
+	good.waitGot(t, int64(len("still here")))
 }

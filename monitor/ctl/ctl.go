@@ -113,11 +113,7 @@ func (f *FIFOs) Close() {
 
 func (f *FIFOs) readLoop(p *fifo) {
 	defer f.wg.Done()
-	defer func() {
-		if r := recover(); r != nil {
-			f.log.Warnf("%s: internal error, no longer read: %v", p.path, r)
-		}
-	}()
+	defer diag.Recover(f.log, "reader of "+p.path, nil) // that FIFO is no longer read
 	for {
 		n, err := p.r.Read(p.buf[p.n : lineBuf-1])
 		if err != nil {
@@ -157,6 +153,7 @@ func (f *FIFOs) process(p *fifo) {
 
 func (f *FIFOs) ctlLine(line []byte) {
 	f.log.Debugf("Got ctl message: %s", line)
+	diag.PanicPoint("ctl")
 	m, err := ParseControl(line)
 	if err != nil {
 		f.log.Warnf("%v", err)

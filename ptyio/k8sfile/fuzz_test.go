@@ -35,7 +35,7 @@ func fuzzRead(b byte) (ptyio.Stream, int) {
 }
 
 // Any bytes, in reads of any size on either stream, come back from the file's records
-// exactly: joining each stream's P and F contents gives its bytes (logging.md §2, §3.2).
+// exactly: joining each stream's P and F contents gives its bytes (docs/logging.md §2, §3.2).
 // A record never holds more than one line nor more than MaxLine bytes; an F record ends
 // with the line's own newline; a P record is MaxLine bytes long unless it is the last of its
 // stream (the flush at the end) or the idle timer may have fired.

@@ -2,7 +2,7 @@ package direct
 
 // Hostile paths and ids: ids that would name files outside the engine's directories are
 // refused, links planted where the monitor creates its files are never followed, and every
-// file keeps a mode nobody else may write (differences.md §1.13). A NUL byte cannot reach
+// file keeps a mode nobody else may write (docs/differences.md §1.13). A NUL byte cannot reach
 // the monitor through argv; exitfile's tests cover it.
 
 import (
