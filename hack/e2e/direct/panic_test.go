@@ -6,6 +6,7 @@ package direct
 // when its monitor reports a panic (the harness's CONMON_GO_PANIC_FILE).
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,19 @@ func injectPanic(t *testing.T, c *container, point string, extra ...string) (*mo
 	m := startMonitor(t, monitorSpec{args: c.crioArgs(extra...), sync: streamSock, start: streamSock, dir: c.bundle,
 		pidCue: c.conmonPid, ctr: c, env: []string{"CONMON_GO_TEST_PANIC=" + point}})
 	return m, m.launch()
+}
+
+// startAttached creates c with -i and a monitor set to panic at point, attaches like CRI-O
+// and starts the container.
+func startAttached(t *testing.T, c *container, point string) (*monitor, *net.UnixConn) {
+	t.Helper()
+	m, msg := injectPanic(t, c, point, "-i")
+	if msg.mustInt(t, "pid") <= 0 {
+		t.Fatalf("create failed: %q", msg.raw)
+	}
+	client := dialCRIO(t, filepath.Join(c.sockDir, c.id, "attach"))
+	c.start()
+	return m, client
 }
 
 // waitPanic waits for the monitor's report of the injected panic and takes it.
@@ -44,12 +58,7 @@ func TestPanicInCtlReader(t *testing.T) {
 	requireConmonGo(t)
 	t.Parallel()
 	c := newContainer(t, bundleOpts{}, "sh", "-c", "read x; echo got $x; exit 4")
-	m, msg := injectPanic(t, c, "ctl", "-i")
-	if msg.mustInt(t, "pid") <= 0 {
-		t.Fatalf("create failed: %q", msg.raw)
-	}
-	client := dialCRIO(t, filepath.Join(c.sockDir, c.id, "attach"))
-	c.start()
+	m, client := startAttached(t, c, "ctl")
 	writeCtl(t, c.bundle, "1 10 10\n")
 	waitPanic(t, m, "internal error in reader of "+c.bundle+"/ctl: injected panic at ctl")
 	if _, err := client.Write([]byte("x\n")); err != nil {
@@ -70,13 +79,8 @@ func TestPanicInLogDriver(t *testing.T) {
 	requireConmonGo(t)
 	t.Parallel()
 	c := newContainer(t, bundleOpts{}, "sh", "-c", "echo one; read x; echo two; exit 5")
-	m, msg := injectPanic(t, c, "k8s-file", "-i")
-	if msg.mustInt(t, "pid") <= 0 {
-		t.Fatalf("create failed: %q", msg.raw)
-	}
-	client := dialCRIO(t, filepath.Join(c.sockDir, c.id, "attach"))
+	m, client := startAttached(t, c, "k8s-file")
 	r := newAttachReader(t, client)
-	c.start()
 	r.readUntil(func() bool { return r.out.String() == "one\n" }, 10*time.Second)
 	waitPanic(t, m, "internal error in output pump: injected panic at k8s-file")
 	if _, err := client.Write([]byte("x\n")); err != nil {
