@@ -115,8 +115,8 @@ func FuzzOutputFrames(f *testing.F) {
 			got.add(fr[0], fr[1:])
 		}
 		if !bytes.Equal(got.data, want.data) || !slices.Equal(got.runs, want.runs) {
-			t.Fatalf("%d frames carry %d bytes in stream runs %v, want %d bytes in %v (first difference at byte %d)",
-				len(rd.frames), len(got.data), got.runs, len(want.data), want.runs, firstDiff(got.data, want.data))
+			t.Fatalf("%d frames carry %d bytes in stream runs %v, want %d bytes in %v (first difference at byte %d); server log %q",
+				len(rd.frames), len(got.data), got.runs, len(want.data), want.runs, firstDiff(got.data, want.data), log.lines)
 		}
 	})
 }
