@@ -29,9 +29,10 @@ build: $(BIN)
 $(BIN): $(shell find . -name '*.go' -not -path './hack/*') go.mod go.sum
 	CGO_ENABLED=0 GOEXPERIMENT=$(BUILD_GOEXPERIMENT) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/conmon-go
 
-# Unit tests, short fuzz runs of the parsers, then the root integration suites (they skip
-# with a message when not root or when runc/podman/busybox are missing). hack/setup.sh
-# installs what they need first (as root on Debian; otherwise it says what is missing).
+# Unit tests and the root integration suites (they skip with a message when not root or
+# when runc/podman/busybox are missing), then short fuzz runs of the parsers, the sync
+# messages, the log records and the attach framing. hack/setup.sh installs what they need
+# first (as root on Debian; otherwise it says what is missing).
 test: build
 	sh hack/setup.sh test
 	$(GO) vet -printf.funcs=$(PRINTF_FUNCS) ./...
@@ -46,6 +47,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvents$$' -fuzztime 200000x ./monitor/oom
 	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 200000x ./ptyio/k8sfile
 	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime 20000x ./ptyio/k8sfile
+	$(GO) test -run '^$$' -fuzz '^FuzzSyncMessage$$' -fuzztime 100000x ./monitor
+	$(GO) test -run '^$$' -fuzz '^FuzzRecordsReassemble$$' -fuzztime 10000x ./ptyio/k8sfile
+	$(GO) test -run '^$$' -fuzz '^FuzzClientDatagramsReachStdin$$' -fuzztime 5000x ./seqpacket
+	$(GO) test -run '^$$' -fuzz '^FuzzOutputFrames$$' -fuzztime 5000x ./seqpacket
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.

@@ -91,12 +91,14 @@ func WriteInt(path string, n int) error {
 	return Write(path, strconv.AppendInt(buf[:0], int64(n), 10))
 }
 
-// Touch creates path if it does not exist (mode 0666, umask applied), as conmon does for
-// the oom files. An existing file is left as it is.
+// Touch creates path as an empty regular file (mode 0666, umask applied) if nothing exists
+// there, as conmon does for the oom files. An existing entry of any kind is left as it is:
+// mknod, unlike open, never follows a symbolic link planted there and never blocks on a
+// FIFO, and engines only test whether the name exists.
 func Touch(path string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o666)
-	if err != nil {
+	err := unix.Mknod(path, unix.S_IFREG|0o666, 0)
+	if err != nil && err != unix.EEXIST {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
-	return unix.Close(fd)
+	return nil
 }

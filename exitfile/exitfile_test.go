@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -103,4 +104,101 @@ func TestWritePid(t *testing.T) {
 	if got, err := os.ReadFile(path); err != nil || string(got) != "4242" {
 		t.Fatalf("pid file %q, %v; want 4242 without a newline", got, err)
 	}
+}
+
+// plantOutside makes a directory "outside" next to dir holding one file, and returns it
+// with a check that it is unchanged: the same single file, content and mode.
+func plantOutside(t *testing.T) (outside string, unchanged func()) {
+	t.Helper()
+	outside = t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return outside, func() {
+		t.Helper()
+		entries, err := os.ReadDir(outside)
+		if err != nil || len(entries) != 1 {
+			t.Errorf("outside directory holds %v (%v), want only victim", entries, err)
+		}
+		st, err := os.Stat(victim)
+		if got, _ := os.ReadFile(victim); string(got) != "precious" || err != nil || st.Mode() != 0o600 {
+			t.Errorf("victim %q mode %v (%v), want \"precious\" 0600", got, st.Mode(), err)
+		}
+	}
+}
+
+// A symbolic link planted at an exit file's name is replaced, never followed.
+func TestWriteReplacesPlantedLink(t *testing.T) {
+	outside, unchanged := plantOutside(t)
+	dir := t.TempDir()
+	for name, target := range map[string]string{"exit": "victim", "cid": "new"} {
+		path := filepath.Join(dir, name)
+		if err := os.Symlink(filepath.Join(outside, target), path); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteInt(path, 3); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Lstat(path); err != nil || !st.Mode().IsRegular() {
+			t.Fatalf("%s: %v, %v; want a regular file", name, st.Mode(), err)
+		}
+	}
+	unchanged()
+}
+
+// Names the kernel refuses (a NUL byte, longer than NAME_MAX) fail without leaving
+// anything behind.
+func TestWriteRefusesImpossibleNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"a\x00b", string(bytes.Repeat([]byte("a"), 4096)), string(bytes.Repeat([]byte("b"), 250))} {
+		if err := WriteInt(filepath.Join(dir, name), 0); err == nil {
+			t.Errorf("name of %d bytes accepted", len(name))
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+}
+
+// Touch creates a regular file, and leaves whatever exists at the name alone: a link is not
+// followed (neither to an existing file nor to a new one), a FIFO is not opened (which
+// would block until a writer came).
+func TestTouchNeverFollowsOrBlocks(t *testing.T) {
+	outside, unchanged := plantOutside(t)
+	dir := t.TempDir()
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	if err := Touch(filepath.Join(dir, "oom")); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(filepath.Join(dir, "oom")); err != nil || st.Mode() != 0o644 {
+		t.Fatalf("oom: %v, %v; want a regular file 0644", st.Mode(), err)
+	}
+	planted := map[string]func(string) error{
+		"link":     func(p string) error { return os.Symlink(filepath.Join(outside, "victim"), p) },
+		"dangling": func(p string) error { return os.Symlink(filepath.Join(outside, "new"), p) },
+		"fifo":     func(p string) error { return unix.Mkfifo(p, 0o600) },
+	}
+	for name, plant := range planted {
+		path := filepath.Join(dir, name)
+		if err := plant(path); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := os.Lstat(path)
+		done := make(chan error, 1)
+		go func() { done <- Touch(path) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Touch blocked", name)
+		}
+		if after, err := os.Lstat(path); err != nil || after.Mode() != before.Mode() {
+			t.Errorf("%s: now %v (%v), was %v", name, after.Mode(), err, before.Mode())
+		}
+	}
+	unchanged()
 }

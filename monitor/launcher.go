@@ -110,7 +110,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		}
 		log.SetStderr(os.Stderr)
 		m := newMonitor(opts, log, signals, syncFD, startFD, attachFD)
-		return m.run()
+		return m.runGuarded()
 	}
 	return daemonize(args, opts, log)
 }
@@ -122,6 +122,7 @@ func exitOnTermination(signals chan os.Signal) (stop func()) {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
+		defer diag.Recover(nil, "launcher signals", nil)
 		for {
 			select {
 			case sig := <-signals:
@@ -259,7 +260,7 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 	if verr != nil {
 		return m.fail(verr.Error())
 	}
-	return m.run()
+	return m.runGuarded()
 }
 
 // redirectStdio points fds 0-2 at /dev/null (lifecycle.md §2 M6).

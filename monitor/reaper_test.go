@@ -3,6 +3,7 @@ package monitor
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,5 +71,41 @@ func TestReadPidFile(t *testing.T) {
 	}
 	if _, err := readPidFile(filepath.Join(dir, "missing")); err == nil {
 		t.Error("missing pid file accepted")
+	}
+}
+
+// What a failed runtime may leave at the pid file's path is refused at once: a FIFO (no
+// writer: reading would block), a link to an endless device, a file far longer than a pid.
+func TestReadPidFileHostile(t *testing.T) {
+	dir := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "long"), []byte(strings.Repeat("0", 200)+"42"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("pid", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte("42"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"fifo": "not a regular file", "zero": "not a regular file", "long": "invalid content: longer than a pid"} {
+		done := make(chan error, 1)
+		go func() { _, err := readPidFile(filepath.Join(dir, name)); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || err.Error() != want {
+				t.Errorf("%s: %v, want %q", name, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: readPidFile blocked", name)
+		}
+	}
+	if pid, err := readPidFile(filepath.Join(dir, "link")); pid != 42 || err != nil {
+		t.Errorf("a link to a pid file: %d, %v", pid, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +26,7 @@ import (
 const (
 	drainIdle         = 250 * time.Millisecond
 	drainTotal        = 2 * time.Second
+	drainBound        = 3 * time.Second // the wait for the pumps, whatever they are stuck in
 	attachFlush       = time.Second
 	timeoutReap       = time.Second
 	exitCommandBound  = 300 * time.Second
@@ -57,6 +59,14 @@ type monitor struct {
 	oomw    *oom.Watcher
 	stdin   *stdinGate
 
+	output *ptyio.Output // the pumps' consumers, once they run
+
+	// The monitor's own progress, for afterPanic (docs/lifecycle.md §13.1).
+	reported atomic.Bool            // the pid was reported: the start-up is over
+	exited   <-chan unix.WaitStatus // the container's status, from the reaper
+	gone     <-chan struct{}        // closed when the container process is gone
+	step     atomic.Int32           // the last exit step done (stepNone …)
+
 	mu             sync.Mutex // guards the fields below, shared with the signal loop
 	runtimeStarted bool
 	runtimePid     int
@@ -65,6 +75,9 @@ type monitor struct {
 	term           *ptyio.Terminal
 	pendingSize    [2]int
 	hasPendingSize bool
+	status         int // the container's status, once statusKnown
+	statusKnown    bool
+	timedOut       bool
 }
 
 func newMonitor(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syncFD, startFD, attachFD int) *monitor {
@@ -89,6 +102,13 @@ func newMonitor(opts *cli.Options, log *diag.Printer, signals chan os.Signal, sy
 	}
 	m.inherited = inheritedFDs(syncFD, startFD, attachFD)
 	return m
+}
+
+// runGuarded is run with the panic policy applied to the monitor's own path: a panic
+// there ends in afterPanic (docs/lifecycle.md §13.1).
+func (m *monitor) runGuarded() (status int) {
+	defer diag.Recover(m.log, "monitor", func() { status = m.afterPanic() })
+	return m.run()
 }
 
 // run is the monitor proper (lifecycle.md §2, M2–M19). It returns the process exit status.
@@ -264,8 +284,10 @@ func (m *monitor) Resize(rows, cols int) {
 
 // Reopen serves ctl's "2 0 0" (ctl.Handler).
 func (m *monitor) Reopen() {
-	for _, d := range m.drivers {
-		d.Reopen()
+	for i, d := range m.drivers {
+		if !m.driverOff(i) {
+			d.Reopen()
+		}
 	}
 }
 
@@ -327,6 +349,15 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.runtimeStarted = true
 	m.mu.Unlock()
 	go func() {
+		defer diag.Recover(m.log, "runtime start", func() {
+			// What was not sent yet: the monitor's path must not wait for it.
+			err := errors.New(diag.Panicked())
+			select {
+			case started <- err:
+			default:
+			}
+			done <- runtimeResult{err: err}
+		})
 		ws, err := m.spawner.runLocked(child{argv: argv, env: os.Environ(), files: files, setpgid: true},
 			func(pid int, err error) {
 				m.mu.Lock()
@@ -351,6 +382,7 @@ func (m *monitor) runRuntime(setup func() error) int {
 	if m.console != nil {
 		termCh = make(chan termResult, 1)
 		go func() {
+			defer diag.Recover(m.log, "console socket", func() { termCh <- termResult{err: errors.New(diag.Panicked())} })
 			t, err := m.console.Receive(runtimeDone)
 			termCh <- termResult{t, err}
 		}()
@@ -365,6 +397,9 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.runtimePid = 0
 	m.mu.Unlock()
 	runtimeOK := res.ws.Exited() && res.ws.ExitStatus() == 0
+	if setupErr == nil && res.err != nil {
+		setupErr = res.err // a panic while the runtime ran
+	}
 	if setupErr != nil {
 		return m.abortCreated(setupErr.Error(), termCh)
 	}
@@ -471,13 +506,31 @@ func (m *monitor) runtimeStderr() string {
 }
 
 // readPidFile reads the pid the runtime wrote: a positive decimal, surrounding whitespace
-// allowed (lifecycle.md §10.3).
+// allowed (lifecycle.md §10.3). Only a regular file of less than 128 bytes counts, opened
+// without blocking: a FIFO or a link to a device left at the path by a runtime that failed
+// must neither hang the monitor nor feed it without end.
 func readPidFile(path string) (int, error) {
-	data, err := os.ReadFile(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, errors.New(diag.Strerror(err))
 	}
-	s := string(bytes.TrimSpace(data))
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, errors.New(diag.Strerror(err))
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, errors.New("not a regular file")
+	}
+	var buf [128]byte
+	n, err := unix.Read(fd, buf[:])
+	if err != nil {
+		return 0, errors.New(diag.Strerror(err))
+	}
+	if n == len(buf) {
+		return 0, errors.New("invalid content: longer than a pid")
+	}
+	s := string(bytes.TrimSpace(buf[:n]))
 	pid, err := strconv.Atoi(s)
 	if err != nil || pid <= 0 || s[0] == '+' {
 		return 0, errors.New("invalid content " + strconv.Quote(s))

@@ -137,6 +137,7 @@ func retireSpareThreads() {
 		}
 		done := make(chan struct{})
 		go func() {
+			defer diag.Recover(nil, "thread retirement", nil)
 			runtime.LockOSThread()
 			close(done)
 		}()

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/exitfile"
+	"github.com/conmon-go/conmon-go/monitor/diag"
 	"github.com/conmon-go/conmon-go/monitor/oom"
 	"github.com/conmon-go/conmon-go/monitor/sdnotify"
 	"github.com/conmon-go/conmon-go/monitor/trust"
@@ -21,6 +22,7 @@ const exitProbeInterval = time.Second
 // superviseContainer runs from the moment the container (or exec) pid is known until the
 // monitor exits (M15–M19, lifecycle.md §14).
 func (m *monitor) superviseContainer(pid int) int {
+	diag.PanicPoint("start")
 	opts := m.opts
 	exited := m.reaper.wait(pid)
 	m.reaper.forget()
@@ -42,6 +44,13 @@ func (m *monitor) superviseContainer(pid int) int {
 			m.oomw = w
 		}
 	}
+	if msg := diag.Panicked(); msg != "" {
+		// A part failed during start-up: the create fails like any set-up failure.
+		m.signalContainer(unix.SIGKILL)
+		return m.finishFailed(msg)
+	}
+	m.exited = exited
+	m.reported.Store(true)
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
 	}
@@ -63,21 +72,33 @@ func (m *monitor) superviseContainer(pid int) int {
 		defer t.Stop()
 		timeout = t.C
 	}
-	gone := watchExit(pid, pidfd, pidfdErr)
+	m.gone = watchExit(pid, pidfd, pidfdErr, m.log)
 	if retire {
 		retireSpareThreads()
 	}
-	status := 0
-	timedOut := false
+	status, timedOut := m.awaitExit(pid, timeout)
+	m.mu.Lock()
+	m.containerPid = 0
+	if m.pidfd >= 0 {
+		unix.Close(m.pidfd)
+		m.pidfd = -1
+	}
+	m.mu.Unlock()
+	return m.exitSequence(status, timedOut, pumps)
+}
+
+// awaitExit waits until the container ends or the -T timer fires, and records the status
+// for the exit sequence (and for afterPanic).
+func (m *monitor) awaitExit(pid int, timeout <-chan time.Time) (status int, timedOut bool) {
 	select {
-	case ws := <-exited:
+	case ws := <-m.exited:
 		status = statusCode(ws)
-	case <-gone:
+	case <-m.gone:
 		// Readable pidfd: the process exited. A child's status is collected now; a
 		// non-child (some systemd scope setups) has no status to collect.
 		m.reaper.reap()
 		select {
-		case ws := <-exited:
+		case ws := <-m.exited:
 			status = statusCode(ws)
 		default:
 			m.log.Warnf("container %d was not a child of the monitor; its exit status is unknown, reporting 0", pid)
@@ -87,19 +108,15 @@ func (m *monitor) superviseContainer(pid int) int {
 		status = -1
 		m.killGroup(pid)
 		select {
-		case <-exited:
+		case <-m.exited:
 		case <-time.After(timeoutReap):
 			m.log.Warnf("timed out process %d not reaped within %v", pid, timeoutReap)
 		}
 	}
 	m.mu.Lock()
-	m.containerPid = 0
-	if m.pidfd >= 0 {
-		unix.Close(m.pidfd)
-		m.pidfd = -1
-	}
+	m.status, m.statusKnown, m.timedOut = status, true, timedOut
 	m.mu.Unlock()
-	return m.exitSequence(status, timedOut, pumps)
+	return status, timedOut
 }
 
 // notifyUnit tells the monitor's own systemd unit, if NOTIFY_SOCKET names one, that the
@@ -157,6 +174,7 @@ func (m *monitor) startPumps() []*ptyio.Pump {
 	if m.attach != nil {
 		out.Attach = m.attach
 	}
+	m.output = out
 	var pumps []*ptyio.Pump
 	m.mu.Lock()
 	term := m.term
@@ -176,30 +194,31 @@ func (m *monitor) startPumps() []*ptyio.Pump {
 // blocking) the runtime poller waits for it without a thread. Without one the process was
 // already gone when the pidfd was asked for (a child's status is then with the reaper; a
 // non-child is simply gone), or pidfds are unavailable and the process is probed instead.
-func watchExit(pid, pidfd int, pidfdErr error) <-chan struct{} {
+func watchExit(pid, pidfd int, pidfdErr error, log *diag.Printer) <-chan struct{} {
 	ch := make(chan struct{})
 	if pidfd < 0 {
 		if pidfdErr == unix.ESRCH {
 			close(ch)
 		} else {
-			go probeExit(pid, ch)
+			go probeExit(pid, ch, log)
 		}
 		return ch
 	}
 	dup, err := unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
-		go probeExit(pid, ch)
+		go probeExit(pid, ch, log)
 		return ch
 	}
 	f := os.NewFile(uintptr(dup), "pidfd")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		go probeExit(pid, ch)
+		go probeExit(pid, ch, log)
 		return ch
 	}
 	go func() {
 		defer f.Close()
+		defer diag.Recover(log, "exit watch", func() { go probeExit(pid, ch, log) })
 		err := rc.Read(func(fd uintptr) bool {
 			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 			n, _ := unix.Poll(fds, 0)
@@ -214,7 +233,8 @@ func watchExit(pid, pidfd int, pidfdErr error) <-chan struct{} {
 
 // probeExit closes ch once pid no longer exists, checking every exitProbeInterval: the
 // fallback where a pidfd cannot be had (kernels before 5.3).
-func probeExit(pid int, ch chan struct{}) {
+func probeExit(pid int, ch chan struct{}, log *diag.Printer) {
+	defer diag.Recover(log, "exit probe", nil) // the reaper still sees a child's end
 	t := time.NewTicker(exitProbeInterval)
 	defer t.Stop()
 	for range t.C {
@@ -252,6 +272,8 @@ func (m *monitor) signalContainer(sig unix.Signal) bool {
 
 // signalLoop owns every signal for the monitor's life (lifecycle.md §9.1).
 func (m *monitor) signalLoop() {
+	// The signals must stay handled: after a panic the loop starts again.
+	defer diag.Recover(m.log, "signal handling", func() { go m.signalLoop() })
 	for sig := range m.signals {
 		switch sig {
 		case unix.SIGCHLD, unix.SIGUSR1:
@@ -285,25 +307,17 @@ func (m *monitor) forward(sig unix.Signal) {
 
 // exitSequence reports the exit (lifecycle.md §14, conmon-go order).
 func (m *monitor) exitSequence(status int, timedOut bool, pumps []*ptyio.Pump) int {
+	diag.PanicPoint("exit")
 	opts := m.opts
 	if m.oomw != nil {
 		m.oomw.Final()
 		m.oomw.Close()
 	}
-	var wg sync.WaitGroup
-	for _, p := range pumps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if timedOut {
-				p.Stop()
-			} else {
-				p.Drain(drainIdle, drainTotal)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, d := range m.drivers {
+	m.drain(pumps, timedOut)
+	for i, d := range m.drivers {
+		if m.driverOff(i) {
+			continue
+		}
 		d.Flush()
 		if !opts.NoSyncLog {
 			if err := d.Sync(); err != nil {
@@ -311,7 +325,7 @@ func (m *monitor) exitSequence(status int, timedOut bool, pumps []*ptyio.Pump) i
 			}
 		}
 	}
-	if m.attach != nil {
+	if m.attachUsable() {
 		m.attach.Shutdown(attachFlush)
 	}
 	for _, fd := range m.inherited {
@@ -321,30 +335,12 @@ func (m *monitor) exitSequence(status int, timedOut bool, pumps []*ptyio.Pump) i
 		unix.Close(m.startFD)
 		m.startFD = -1
 	}
-	exitStatus := status & 0xff
-	if opts.PersistDir != "" {
-		if err := writeExitFile(filepath.Join(opts.PersistDir, "exit"), status); err != nil {
-			m.log.Warnf("Failed to write %d to container exit file: %v", status, err)
-			exitStatus = 1
-		}
-	}
-	if opts.ExitDir != "" {
-		if err := writeExitFile(filepath.Join(opts.ExitDir, opts.CID), status); err != nil {
-			m.log.Warnf("Failed to write %d to exit file: %v", status, err)
-			exitStatus = 1
-		}
-	}
-	if opts.Exec {
-		msg := ""
-		if timedOut {
-			msg = "command timed out"
-		}
-		m.sync.send(m.syncKey(), status, msg)
-	}
-	m.sync.close()
+	exitStatus := m.reportExit(status, timedOut)
 	m.removeFiles()
-	for _, d := range m.drivers {
-		d.Close()
+	for i, d := range m.drivers {
+		if !m.driverOff(i) {
+			d.Close()
+		}
 	}
 	if m.fifos != nil {
 		m.fifos.Close()
@@ -352,9 +348,125 @@ func (m *monitor) exitSequence(status int, timedOut bool, pumps []*ptyio.Pump) i
 	if m.notify != nil {
 		m.notify.Close()
 	}
+	m.finishExit()
+	return exitStatus
+}
+
+// drain lets the pumps read what is left (docs/lifecycle.md §14 step 2). The wait is bounded
+// beyond the pumps' own bounds: a consumer stuck after a panic elsewhere must not keep
+// the exit files from being written.
+func (m *monitor) drain(pumps []*ptyio.Pump, timedOut bool) {
+	var wg sync.WaitGroup
+	for _, p := range pumps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer diag.Recover(m.log, "output drain", nil)
+			if timedOut {
+				p.Stop()
+			} else {
+				p.Drain(drainIdle, drainTotal)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer diag.Recover(m.log, "output drain", nil)
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(drainBound):
+		m.log.Warnf("container output not drained within %v", drainBound)
+	}
+}
+
+// Exit steps done, for afterPanic.
+const (
+	stepNone = iota
+	stepExitFiles
+	stepReported
+	stepFinished
+)
+
+// reportExit writes the exit files and sends an exec's final message (docs/lifecycle.md §14
+// steps 7 and 8), and returns the monitor's exit status.
+func (m *monitor) reportExit(status int, timedOut bool) int {
+	opts := m.opts
+	exitStatus := status & 0xff
+	if m.step.Load() < stepExitFiles {
+		if opts.PersistDir != "" {
+			if err := writeExitFile(filepath.Join(opts.PersistDir, "exit"), status); err != nil {
+				m.log.Warnf("Failed to write %d to container exit file: %v", status, err)
+				exitStatus = 1
+			}
+		}
+		if opts.ExitDir != "" {
+			if err := writeExitFile(filepath.Join(opts.ExitDir, opts.CID), status); err != nil {
+				m.log.Warnf("Failed to write %d to exit file: %v", status, err)
+				exitStatus = 1
+			}
+		}
+		m.step.Store(stepExitFiles)
+	}
+	if m.step.Load() < stepReported {
+		m.step.Store(stepReported) // once, even if the send panics
+		if opts.Exec {
+			msg := ""
+			if timedOut {
+				msg = "command timed out"
+			}
+			m.sync.send(m.syncKey(), status, msg)
+		}
+		m.sync.close()
+	}
+	return exitStatus
+}
+
+// finishExit runs the exit command and reaps what is left (steps 10 and 11).
+func (m *monitor) finishExit() {
+	if m.step.Swap(stepFinished) == stepFinished {
+		return
+	}
 	m.runExitCommand()
 	m.reaper.reap()
-	return exitStatus
+}
+
+// afterPanic ends a monitor whose own path panicked (docs/lifecycle.md §13.1). Before the pid
+// was reported the start-up fails like any other, and a container the runtime created is
+// killed. After it the container keeps its monitor until it ends; then the exit files are
+// written and the exit command runs, without the drain. The status is 1.
+func (m *monitor) afterPanic() (status int) {
+	status = 1
+	defer diag.Recover(m.log, "monitor exit after an internal error", nil)
+	msg := diag.Panicked()
+	if !m.reported.Load() {
+		m.mu.Lock()
+		started := m.runtimeStarted
+		m.mu.Unlock()
+		if !started {
+			return m.fail(msg)
+		}
+		if pid, err := readPidFile(m.opts.ContainerPidfile); err == nil {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		return m.finishFailed(msg)
+	}
+	m.mu.Lock()
+	known, code, timedOut, pid := m.statusKnown, m.status, m.timedOut, m.containerPid
+	m.mu.Unlock()
+	if !known {
+		m.log.Errorf("%s; waiting for container %d to end", msg, pid)
+		if m.gone == nil {
+			m.gone = watchExit(pid, -1, unix.ENOSYS, m.log) // probes
+		}
+		code, timedOut = m.awaitExit(pid, nil)
+	}
+	m.reportExit(code, timedOut)
+	m.removeFiles()
+	m.finishExit()
+	return status
 }
 
 // writeExitFile retries once: a transient failure must not lose the exit status.
@@ -410,12 +522,21 @@ func (m *monitor) abandon() {
 	if m.stdin != nil {
 		m.stdin.open(nil) // releases attach clients waiting for a pty that will not come
 	}
-	if m.attach != nil {
+	if m.attachUsable() {
 		m.attach.Shutdown(0)
 	}
 	m.removeFiles()
 	m.sync.close()
 }
+
+// attachUsable: an attach server exists and no panic switched it off (a server that
+// panicked may be stopped holding a lock: only its files are removed).
+func (m *monitor) attachUsable() bool {
+	return m.attach != nil && !m.attach.Failed() && (m.output == nil || !m.output.AttachOff())
+}
+
+// driverOff reports that log driver i panicked in the pumps and is no longer called.
+func (m *monitor) driverOff(i int) bool { return m.output != nil && m.output.DriverOff(i) }
 
 // runExitCommand starts --exit-command after --exit-delay with fds 0-2 only, the
 // original oom score, and no subreaper role (exit.md §6), and waits for it, bounded.

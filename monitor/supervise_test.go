@@ -37,9 +37,9 @@ func TestWatchExitOfVanishedProcess(t *testing.T) {
 		unix.Close(fd)
 		t.Skip("pid was reused")
 	}
-	waitClosed(t, watchExit(pid, -1, err), time.Second, "ESRCH")
+	waitClosed(t, watchExit(pid, -1, err, nil), time.Second, "ESRCH")
 	// Without pidfds the process is probed.
-	waitClosed(t, watchExit(pid, -1, unix.ENOSYS), 3*exitProbeInterval, "probe")
+	waitClosed(t, watchExit(pid, -1, unix.ENOSYS, nil), 3*exitProbeInterval, "probe")
 }
 
 func TestWatchExitThroughPidfd(t *testing.T) {
@@ -52,7 +52,7 @@ func TestWatchExitThroughPidfd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	ch := watchExit(c.Process.Pid, fd, nil)
+	ch := watchExit(c.Process.Pid, fd, nil, nil)
 	select {
 	case <-ch:
 		t.Fatal("exit seen while the process runs")

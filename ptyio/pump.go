@@ -40,7 +40,23 @@ type Output struct {
 	Drivers []LogDriver
 	Attach  Broadcaster // may be nil
 	Log     diag.Logger // may be nil
+
+	off atomic.Uint32 // consumers switched off by a panic: bit i for Drivers[i], attachBit
 }
+
+// Consumers are numbered in delivery order: the drivers, then the attach server. In
+// Output.off a driver has its own bit and the attach server attachBit.
+const (
+	noConsumer = -1
+	attachBit  = 31
+)
+
+// DriverOff reports whether driver i panicked and was switched off: it is never called
+// again, by the pumps or anyone else (it may have been stopped holding its lock).
+func (o *Output) DriverOff(i int) bool { return o.off.Load()&(1<<i) != 0 }
+
+// AttachOff reports the same for the attach server.
+func (o *Output) AttachOff() bool { return o.off.Load()&(1<<attachBit) != 0 }
 
 // Pump copies one stream of container output to the Output.
 type Pump struct {
@@ -61,6 +77,11 @@ type Pump struct {
 	ended chan struct{}
 	retry *time.Timer
 
+	cur     int       // the consumer being called (noConsumer outside deliver)
+	chunk   []byte    // the chunk being delivered, for the consumers after one that panicked
+	chunkAt time.Time // its read time
+	resume  int       // > 0: the next loop first delivers chunk from this consumer on
+
 	// readNow's result; rawRead is built once so a read allocates nothing.
 	rn      int
 	rerr    error
@@ -72,7 +93,7 @@ type Pump struct {
 // out must not be nil. The pump never closes f.
 func StartPump(f *os.File, s Stream, tty bool, out *Output) *Pump {
 	p := &Pump{
-		f: f, s: s, tty: tty, out: out, log: diag.OrDiscard(out.Log),
+		f: f, s: s, tty: tty, out: out, log: diag.OrDiscard(out.Log), cur: noConsumer,
 		buf:  make([]byte, readBufSize),
 		kick: make(chan struct{}), eof: make(chan struct{}), ended: make(chan struct{}),
 	}
@@ -129,17 +150,27 @@ func (p *Pump) drainDeadline(now time.Time) time.Time {
 
 func (p *Pump) run() {
 	defer close(p.ended)
-	defer func() {
-		if r := recover(); r != nil {
-			p.log.Warnf("output pump of stream %d stopped after a panic: %v", int(p.s), r)
-		}
-	}()
 	rc, err := p.f.SyscallConn()
 	if err != nil {
 		p.log.Warnf("Failed to read container output: %v", err)
 		return
 	}
 	p.rc = rc
+	for p.loop() {
+	}
+}
+
+// loop reads and delivers until the stream or the pump ends. After a panic in a consumer
+// that consumer is switched off and loop returns true to be run again: the output keeps
+// flowing to the others and the container never blocks on a full pipe. A panic in the
+// pump itself ends it (docs/lifecycle.md §13.1).
+func (p *Pump) loop() (again bool) {
+	defer diag.Recover(p.log, "output pump", func() { again = p.switchOff() })
+	if k := p.resume; k > 0 {
+		p.resume = 0
+		p.deliverFrom(k, p.chunk, p.chunkAt)
+	}
+	var err error
 	for {
 		mode := p.mode.Load()
 		var n int
@@ -150,7 +181,8 @@ func (p *Pump) run() {
 		}
 		if n > 0 {
 			now := time.Now()
-			p.deliver(p.buf[:n], now)
+			p.chunk, p.chunkAt = p.buf[:n], now
+			p.deliver(p.chunk, now)
 			if mode == modeRun && n >= coalesceMin && n < len(p.buf) {
 				// A stream this busy is not interactive: let the pipe fill for a moment so
 				// the next read carries a full buffer. Waking up for every few KiB costs
@@ -194,13 +226,44 @@ func (p *Pump) run() {
 	}
 }
 
-func (p *Pump) deliver(b []byte, now time.Time) {
-	for _, d := range p.out.Drivers {
-		d.Write(p.s, b, now)
+func (p *Pump) deliver(b []byte, now time.Time) { p.deliverFrom(0, b, now) }
+
+// deliverFrom passes b to the consumers from the k-th on: the drivers in order, then the
+// attach server (k = len(Drivers)).
+func (p *Pump) deliverFrom(k int, b []byte, now time.Time) {
+	off := p.out.off.Load()
+	for ; k < len(p.out.Drivers); k++ {
+		if off&(1<<k) == 0 {
+			p.cur = k
+			p.out.Drivers[k].Write(p.s, b, now)
+		}
 	}
-	if p.out.Attach != nil {
+	if p.out.Attach != nil && off&(1<<attachBit) == 0 {
+		p.cur = k
 		p.out.Attach.Broadcast(p.s, b)
 	}
+	p.cur = noConsumer
+}
+
+// switchOff takes the consumer that panicked out of the Output, and has the next loop
+// pass the chunk it was given to the consumers after it; false when the panic was the
+// pump's own.
+func (p *Pump) switchOff() bool {
+	k := p.cur
+	p.cur = noConsumer
+	if k == noConsumer {
+		p.log.Warnf("container output of stream %d is no longer read", int(p.s))
+		return false
+	}
+	if k == len(p.out.Drivers) {
+		p.out.off.Or(1 << attachBit)
+		p.log.Warnf("no more container output goes to the attach clients")
+		return true
+	}
+	p.out.off.Or(1 << k)
+	p.log.Warnf("no more container output goes to the log driver %T", p.out.Drivers[k])
+	p.resume = k + 1
+	return true
 }
 
 // readNow reads once without waiting: EAGAIN when nothing is buffered.

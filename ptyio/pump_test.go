@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -235,16 +237,49 @@ func (panicDriver) Reopen()                         {}
 func (panicDriver) Sync() error                     { return nil }
 func (panicDriver) Close() error                    { return nil }
 
-func TestPumpRecoversPanic(t *testing.T) {
+// panicAttach panics on its first broadcast.
+type panicAttach struct{ calls int }
+
+func (a *panicAttach) Broadcast(Stream, []byte) {
+	if a.calls++; a.calls == 1 {
+		panic("bad attach")
+	}
+}
+
+// A consumer that panics is reported and switched off; the output keeps reaching the
+// others, and the pump reads on to EOF (docs/lifecycle.md §13.1).
+func TestPumpPanicSwitchesConsumerOff(t *testing.T) {
+	diag.ProductionPanics(t)
 	p := outputPipes(t)
 	log := &testLogger{}
-	pump := StartPump(p.Stdout, Stdout, false, &Output{Drivers: []LogDriver{panicDriver{}}, Log: log})
-	p.Child[1].Write([]byte("x"))
-	pump.Drain(5*time.Second, 5*time.Second) // returns because the goroutine ended
+	r := newRecorder()
+	attach := &panicAttach{}
+	out := &Output{Drivers: []LogDriver{panicDriver{}, r}, Attach: attach, Log: log}
+	pump := StartPump(p.Stdout, Stdout, false, out)
+	p.Child[1].Write([]byte("one;"))
+	r.waitFor(t, Stdout, "one;")
+	p.Child[1].Write([]byte("two"))
+	r.waitFor(t, Stdout, "one;two")
+	p.Child[1].Close()
+	select {
+	case <-pump.EOF():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pump did not read on to EOF")
+	}
+	if !out.DriverOff(0) || out.DriverOff(1) || !out.AttachOff() || attach.calls != 1 {
+		t.Errorf("off: driver 0 %v, driver 1 %v, attach %v (%d calls)", out.DriverOff(0), out.DriverOff(1), out.AttachOff(), attach.calls)
+	}
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	if len(log.warns) != 1 || !strings.Contains(log.warns[0], "bad driver") {
-		t.Errorf("warnings %q", log.warns)
+	want := []string{"internal error in output pump: bad driver", "no more container output goes to the log driver ptyio.panicDriver",
+		"internal error in output pump: bad attach", "no more container output goes to the attach clients"}
+	if len(log.warns) != len(want) {
+		t.Fatalf("warnings %q", log.warns)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(log.warns[i], w) {
+			t.Errorf("warning %d: %q, want %q", i, log.warns[i], w)
+		}
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -63,6 +65,8 @@ type client struct {
 	rerr    error
 	recvFn  func(uintptr) bool
 	hupFn   func(uintptr) bool
+	endFn   func(uintptr)
+	ended   bool // set by endFn
 	pfd     [1]unix.PollFd
 }
 
@@ -87,6 +91,7 @@ func newClient(s *Server, fd int) (*client, error) {
 	c.sendFn = c.trySend
 	c.recvFn = c.tryRecv
 	c.hupFn = c.waitHUP
+	c.endFn = c.checkEnd
 	c.iov.Base = &c.recvBuf[0]
 	c.iov.SetLen(recvSize)
 	c.msg.Iov = &c.iov
@@ -227,7 +232,7 @@ func (c *client) stopOutput() bool {
 func (c *client) writeLoop() {
 	defer c.release()
 	defer close(c.wdone)
-	defer c.s.catch("client writer")
+	defer diag.Recover(c.s.log, "attach client", c.failed)
 	for {
 		c.mu.Lock()
 		for c.used == 0 && !c.outDone && !c.flush {
@@ -277,11 +282,17 @@ func (c *client) trySend(fd uintptr) bool {
 
 func (c *client) readLoop() {
 	defer c.release()
-	defer c.s.catch("client reader")
+	defer diag.Recover(c.s.log, "attach client", c.failed)
 	st := c.s.cfg.Stdin
 	for {
-		if err := c.rc.Read(c.recvFn); err != nil || c.rerr != nil || c.rn == 0 {
+		if err := c.rc.Read(c.recvFn); err != nil || c.rerr != nil {
 			break
+		}
+		if c.rn == 0 {
+			if c.rc.Control(c.endFn); c.ended {
+				break
+			}
+			continue // an empty datagram: nothing to deliver
 		}
 		if c.rflags&unix.MSG_TRUNC != 0 {
 			c.s.log.Warnf("Attach client datagram larger than %d bytes, truncated", recvSize)
@@ -311,6 +322,20 @@ func (c *client) waitHUP(fd uintptr) bool {
 	return n > 0 && c.pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
 }
 
+// checkEnd tells the end of a client's input from an empty datagram, which recvmsg also
+// reports as 0 bytes: the input has ended when the peer shut down its sending side and no
+// byte is left in the queue (empty datagrams there carry nothing either).
+func (c *client) checkEnd(fd uintptr) {
+	c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLRDHUP}
+	n, _ := unix.Poll(c.pfd[:], 0)
+	if n <= 0 || c.pfd[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) == 0 {
+		c.ended = false
+		return
+	}
+	queued, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	c.ended = err != nil || queued == 0
+}
+
 // tryRecv runs inside the poller's Read: false means "wait until readable".
 func (c *client) tryRecv(fd uintptr) bool {
 	for {
@@ -327,6 +352,14 @@ func (c *client) tryRecv(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// failed disconnects the client after a panic in one of its goroutines: it leaves the
+// server's list, so that no output waits for it, and its peer reads EOF.
+func (c *client) failed() {
+	c.s.failed.Store(true)
+	c.s.forget(c)
+	c.rc.Control(shutRDWR)
 }
 
 // release is called by each goroutine when it ends; the last one closes the socket.

@@ -84,6 +84,7 @@ type Server struct {
 
 	stdinMu    sync.Mutex // one datagram reaches stdin at a time, never interleaved
 	removeOnce sync.Once
+	failed     atomic.Bool // a goroutine panicked: see Failed
 }
 
 // Listen creates the symlink (unless --full-attach), binds and listens. It does not accept
@@ -158,6 +159,9 @@ func (s *Server) bind(parent string) error {
 	return nil
 }
 
+// setup binds and listens. The file gets the socket's mode, 0700, less the umask: bind
+// creates it from the socket's inode. conmon also chmods the path after binding; that call
+// would follow a link put in the socket's place meanwhile, so there is none here.
 func (s *Server) setup(fd, dfd int, path string) error {
 	if err := unix.Fchmod(fd, 0o700); err != nil {
 		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
@@ -167,9 +171,6 @@ func (s *Server) setup(fd, dfd int, path string) error {
 		return fmt.Errorf("Failed to bind socket: %s: %w", path, err)
 	}
 	s.bound = true
-	if err := unix.Fchmodat(dfd, "attach", 0o700, 0); err != nil {
-		return fmt.Errorf("Failed to change socket permissions %s: %w", path, err)
-	}
 	if err := unix.Listen(fd, backlog); err != nil {
 		return fmt.Errorf("Failed to listen on attach socket: %s: %w", path, err)
 	}
@@ -189,7 +190,7 @@ func (s *Server) Start() {
 
 func (s *Server) acceptLoop() {
 	defer close(s.acceptDone)
-	defer s.catch("accept")
+	defer diag.Recover(s.log, "attach listener", s.listenerFailed)
 	var (
 		nfd int
 		err error // of the accept4 call, not of the wait
@@ -391,11 +392,14 @@ func (s *Server) deliver(p []byte) error {
 	return s.cfg.Stdin.WriteStdin(p)
 }
 
-// catch keeps a panic in one attach goroutine from killing the monitor.
-func (s *Server) catch(what string) {
-	if r := recover(); r != nil {
-		s.log.Warnf("attach %s: internal error: %v", what, r)
-	}
+// Failed reports that one of the server's goroutines panicked (docs/lifecycle.md §13.1): the
+// server may be stopped holding a lock, so Shutdown is not called; Remove still is.
+func (s *Server) Failed() bool { return s.failed.Load() }
+
+// listenerFailed switches the listener off after a panic: new clients are refused.
+func (s *Server) listenerFailed() {
+	s.failed.Store(true)
+	s.lf.Close()
 }
 
 func shutRD(fd uintptr)   { unix.Shutdown(int(fd), unix.SHUT_RD) }

@@ -59,7 +59,11 @@ func (o *Options) Validate(cwd string, getenv func(string) string) (warnings []s
 		return nil, fail("Attach can only be specified for a non-legacy exec session")
 	case !o.CUUIDSet && !(o.Exec && !o.APIVersion):
 		return nil, fail("Container UUID not provided. Use --cuuid")
-	case !o.RuntimeSet:
+	}
+	if err := o.checkFileNames(); err != nil {
+		return nil, err
+	}
+	if !o.RuntimeSet {
 		return nil, fail("Runtime path not provided. Use --runtime")
 	}
 	if err := unix.Access(o.Runtime, unix.X_OK); err != nil {
@@ -102,6 +106,35 @@ func (o *Options) Validate(cwd string, getenv func(string) string) (warnings []s
 		return warnings, fail("seccomp notify is not supported")
 	}
 	return warnings, nil
+}
+
+// maxIDName bounds the container id: <exit-dir>/<cid> is written through the temporary
+// name <cid>.XXXXXX, which must fit NAME_MAX (255) too.
+const maxIDName = 255 - len(".XXXXXX")
+
+// checkFileNames is step 9a: the container id names files (the exit file, the default pid
+// file) and the uuid the attach socket's link in the socket directory, so each must be one
+// file name that stays in its directory.
+func (o *Options) checkFileNames() error {
+	if !isFileName(o.CID, maxIDName) {
+		return fail("Container ID cannot be used as a file name: ", quoteID(o.CID))
+	}
+	if o.CUUIDSet && !o.FullAttach && !isFileName(o.CUUID, 255) {
+		return fail("Container UUID cannot be used as a file name: ", quoteID(o.CUUID))
+	}
+	return nil
+}
+
+func isFileName(s string, max int) bool {
+	return s != "" && s != "." && s != ".." && len(s) <= max && !strings.ContainsRune(s, '/')
+}
+
+// quoteID quotes an id for a message, at most its first 64 bytes.
+func quoteID(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+	}
+	return strconv.Quote(s)
 }
 
 // add applies one -l value (logging.md §1): split at ':' like strtok (empty fields vanish,

@@ -61,6 +61,15 @@ func TestValidateErrors(t *testing.T) {
 		{"8 attach legacy", []string{"-c", "x", "-e", "--exec-attach"}, "/w", "[conmon:e]: Attach can only be specified for a non-legacy exec session"},
 		{"9 cuuid", []string{"-c", "x"}, "/w", "[conmon:e]: Container UUID not provided. Use --cuuid"},
 		{"9 cuuid api exec", []string{"-c", "x", "-e", "--api-version"}, "/w", "[conmon:e]: Container UUID not provided. Use --cuuid"},
+		{"9a cid with slash", []string{"-c", "../x", "-u", "u"}, "/w", `[conmon:e]: Container ID cannot be used as a file name: "../x"`},
+		{"9a cid dot-dot", []string{"-c", "..", "-u", "u"}, "/w", `[conmon:e]: Container ID cannot be used as a file name: ".."`},
+		{"9a empty cid", []string{"--cid=", "-u", "u"}, "/w", `[conmon:e]: Container ID cannot be used as a file name: ""`},
+		{"9a long cid", []string{"-c", strings.Repeat("a", 249), "-u", "u"}, "/w",
+			`[conmon:e]: Container ID cannot be used as a file name: "` + strings.Repeat("a", 64) + `"... (249 bytes)`},
+		{"9a 4 KiB cid", []string{"-c", strings.Repeat("\xff", 4096), "-e"}, "/w",
+			`[conmon:e]: Container ID cannot be used as a file name: "` + strings.Repeat(`\xff`, 64) + `"... (4096 bytes)`},
+		{"9a cuuid", []string{"-c", "x", "-u", "../../etc/passwd"}, "/w", `[conmon:e]: Container UUID cannot be used as a file name: "../../etc/passwd"`},
+		{"9a cuuid dot", []string{"-c", "x", "-u", "."}, "/w", `[conmon:e]: Container UUID cannot be used as a file name: "."`},
 		{"10 runtime legacy exec", []string{"-c", "x", "-e"}, "/w", "[conmon:e]: Runtime path not provided. Use --runtime"},
 		{"11 missing runtime", []string{"-c", "x", "-u", "u", "-r", "/x/runc"}, "/w", "[conmon:e]: Runtime path /x/runc is not valid No such file or directory"},
 		{"11 empty runtime", []string{"-c", "x", "-u", "u", "--runtime="}, "/w", "[conmon:e]: Runtime path  is not valid No such file or directory"},
@@ -153,6 +162,10 @@ func TestValidateAccepts(t *testing.T) {
 		{"26 quiet with journald", []string{"-c", longCID, "-u", "u", "-r", exe, "-l", "journald", "--no-container-partial-message"}, func(o *Options, w []string) bool {
 			return len(w) == 0
 		}},
+		{"cid of 248 bytes", []string{"-c", strings.Repeat("a", 248), "-u", strings.Repeat("b", 255), "-r", exe, "-l", "none"},
+			func(o *Options, w []string) bool { return true }},
+		{"full attach: the uuid names no link", []string{"-c", "x", "-u", "a/b", "--full-attach", "-r", exe, "-l", "none"},
+			func(o *Options, w []string) bool { return o.CUUID == "a/b" }},
 		{"directory runtime passes", []string{"-c", "x", "-u", "u", "-r", "/", "-l", "none"}, func(o *Options, w []string) bool { return true }},
 	}
 	for _, c := range cases {

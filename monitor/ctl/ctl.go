@@ -44,7 +44,8 @@ type fifo struct {
 	line    func(f *FIFOs, line []byte)
 }
 
-// Create makes <bundle>/ctl and <bundle>/winsz (replacing existing files) and opens them.
+// Create makes <bundle>/ctl and <bundle>/winsz (replacing existing files, links included:
+// they are removed, never followed) and opens them.
 // Nothing is read before Start.
 func Create(bundle string, h Handler, log diag.Logger) (*FIFOs, error) {
 	if log == nil {
@@ -71,12 +72,13 @@ func openFIFO(path, what string) (*fifo, error) {
 	if err := unix.Mkfifo(path, 0o660); err != nil {
 		return nil, fmt.Errorf("Failed to mkfifo at %s: %w", path, err)
 	}
-	r, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	// O_NOFOLLOW: a link put in the FIFO's place meanwhile is refused, not followed.
+	r, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("Failed to open %s read half: %w", what, err)
 	}
 	// Does not block: the read half is open.
-	w, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	w, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		unix.Close(r)
 		return nil, fmt.Errorf("Failed to open %s write half: %w", what, err)
@@ -111,11 +113,7 @@ func (f *FIFOs) Close() {
 
 func (f *FIFOs) readLoop(p *fifo) {
 	defer f.wg.Done()
-	defer func() {
-		if r := recover(); r != nil {
-			f.log.Warnf("%s: internal error, no longer read: %v", p.path, r)
-		}
-	}()
+	defer diag.Recover(f.log, "reader of "+p.path, nil) // that FIFO is no longer read
 	for {
 		n, err := p.r.Read(p.buf[p.n : lineBuf-1])
 		if err != nil {
@@ -155,6 +153,7 @@ func (f *FIFOs) process(p *fifo) {
 
 func (f *FIFOs) ctlLine(line []byte) {
 	f.log.Debugf("Got ctl message: %s", line)
+	diag.PanicPoint("ctl")
 	m, err := ParseControl(line)
 	if err != nil {
 		f.log.Warnf("%v", err)

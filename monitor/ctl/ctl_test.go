@@ -231,3 +231,44 @@ func TestWritersComeAndGo(t *testing.T) {
 	equal(t, "events", r.until(t, "resize 49x50"), want)
 	equal(t, "warnings", r.takeWarns(), nil)
 }
+
+// Links planted at the FIFOs' names are replaced, never followed: neither a FIFO nor a file
+// outside the bundle is opened or changed. A directory in the way is a clear error.
+func TestCreateReplacesPlantedLinks(t *testing.T) {
+	bundle, outside := t.TempDir(), t.TempDir()
+	if err := unix.Mkfifo(outside+"/fifo", 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(outside+"/file", []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, target := range map[string]string{"ctl": "fifo", "winsz": "file"} {
+		if err := os.Symlink(outside+"/"+target, bundle+"/"+name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := Create(bundle, &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, name := range []string{"ctl", "winsz"} {
+		if st, err := os.Lstat(bundle + "/" + name); err != nil || st.Mode().Type() != os.ModeNamedPipe {
+			t.Errorf("%s: %v, %v; want a FIFO", name, st.Mode(), err)
+		}
+	}
+	if got, err := os.ReadFile(outside + "/file"); err != nil || string(got) != "precious" {
+		t.Errorf("outside file %q, %v", got, err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 2 {
+		t.Errorf("outside directory holds %v", entries)
+	}
+
+	dir := t.TempDir()
+	if err := os.Mkdir(dir+"/ctl", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Create(dir, &recorder{}, nil); err == nil || !strings.HasPrefix(err.Error(), "Failed to mkfifo at "+dir+"/ctl: ") {
+		t.Fatalf("a directory at ctl: %v", err)
+	}
+}

@@ -80,6 +80,7 @@ func (s *Syslog) Flush() bool {
 
 func (s *Syslog) sender(done chan struct{}) {
 	defer close(done)
+	defer Recover(nil, "syslog sender", nil) // later messages wait in the queue, then drop
 	var w *syslog.Writer
 	for {
 		s.mu.Lock()

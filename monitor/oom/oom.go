@@ -52,7 +52,11 @@ type Watcher struct {
 
 	closing   atomic.Bool // set before f.Close, so the loop ends quietly
 	closeOnce sync.Once
+	failed    atomic.Bool // the watch panicked: Final does nothing (docs/lifecycle.md §13.1)
 }
+
+// fail switches the watch off after a panic; mu may still be held.
+func (w *Watcher) fail() { w.failed.Store(true) }
 
 // Watch starts watching the memory cgroup of pid; onOOM is called (from the
 // watcher's goroutine or from Final) each time a new OOM kill is seen.
@@ -300,11 +304,7 @@ func (w *Watcher) start(f *os.File, read func(fd int) (bool, error)) {
 	w.f, w.rc = f, rc
 	go func() {
 		defer close(w.done)
-		defer func() {
-			if r := recover(); r != nil {
-				w.log.Warnf("OOM watch disabled after internal error: %v", r)
-			}
-		}()
+		defer diag.Recover(w.log, "OOM watch", w.fail)
 		for {
 			var stop bool
 			var rerr error
@@ -331,7 +331,7 @@ func (w *Watcher) start(f *os.File, read func(fd int) (bool, error)) {
 // Final makes the last check before the exit files are written: it reports
 // an OOM kill not seen yet (v2 re-reads memory.events, v1 drains the eventfd).
 func (w *Watcher) Final() {
-	if w == nil || w.rc == nil {
+	if w == nil || w.rc == nil || w.failed.Load() {
 		return
 	}
 	if w.events != "" {

@@ -126,11 +126,7 @@ func (p *Proxy) Close() {
 
 func (p *Proxy) loop() {
 	defer close(p.done)
-	defer func() {
-		if r := recover(); r != nil {
-			p.log.Warnf("sd_notify proxy disabled after internal error: %v", r)
-		}
-	}()
+	defer diag.Recover(p.log, "sd_notify relay", nil)
 	wait := true
 	for {
 		n, trunc, err := p.recv(wait)

@@ -109,6 +109,7 @@ func Open(cfg Config) (*Writer, error) {
 func (w *Writer) Write(s ptyio.Stream, p []byte, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	diag.PanicPoint("k8s-file")
 	if w.fd < 0 {
 		return
 	}
@@ -350,8 +351,8 @@ func (w *Writer) use(fd int) {
 	w.cut = [2]bool{}
 }
 
-// truncate replaces the path by a new empty file: <log>.tmp created with O_TRUNC, renamed
-// over <log> (the rename is the Create event CRI-O waits for after a reopen).
+// truncate replaces the path by a new empty file: <log>.tmp created anew, renamed over
+// <log> (the rename is the Create event CRI-O waits for after a reopen).
 func (w *Writer) truncate() error {
 	dfd, err := openDir(w.dir)
 	if err != nil {
@@ -359,9 +360,7 @@ func (w *Writer) truncate() error {
 	}
 	defer unix.Close(dfd)
 	tmp := w.base + ".tmp"
-	fd, err := openRetry(func() (int, error) {
-		return unix.Openat(dfd, tmp, unix.O_TRUNC|openFlags, 0o640)
-	})
+	fd, err := createNew(dfd, tmp)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: filepath.Join(w.dir, tmp), Err: err}
 	}
@@ -405,11 +404,7 @@ func (w *Writer) rotateLocked(dfd int) error {
 		return w.truncate() // nothing to rotate: the open file is no longer at the path
 	}
 	name := w.base + ".new"
-	fd, err := unix.Openat(dfd, name, unix.O_EXCL|openFlags, 0o640)
-	if err == unix.EEXIST { // left by an interrupted rotation
-		unix.Unlinkat(dfd, name, 0)
-		fd, err = unix.Openat(dfd, name, unix.O_EXCL|openFlags, 0o640)
-	}
+	fd, err := createNew(dfd, name)
 	if err != nil {
 		return &os.PathError{Op: "create", Path: filepath.Join(w.dir, name), Err: err}
 	}
@@ -445,6 +440,18 @@ func openDir(dir string) (int, error) {
 		return -1, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	return fd, nil
+}
+
+// createNew creates the file name in the directory dfd, replacing what an interrupted
+// reopen or rotation (or anyone) left there: O_EXCL never follows a link at the name.
+func createNew(dfd int, name string) (int, error) {
+	create := func() (int, error) { return unix.Openat(dfd, name, unix.O_EXCL|openFlags, 0o640) }
+	fd, err := openRetry(create)
+	if err == unix.EEXIST {
+		unix.Unlinkat(dfd, name, 0)
+		fd, err = openRetry(create)
+	}
+	return fd, err
 }
 
 func openRetry(open func() (int, error)) (int, error) {

@@ -728,3 +728,33 @@ func BenchmarkWrite71(b *testing.B) {
 		w.Write(ptyio.Stdout, c, time.Now())
 	}
 }
+
+// Links planted at the temporary names of a reopen and of a rotation are replaced, never
+// written through: the file they point to outside the log directory keeps its content.
+func TestReopenNeverFollowsPlantedLinks(t *testing.T) {
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	for _, rotate := range []bool{false, true} {
+		if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		w := open(t, Config{Rotate: rotate, MaxFiles: 1})
+		for _, suffix := range []string{".tmp", ".new"} {
+			if err := os.Symlink(victim, w.cfg.Path+suffix); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lines(w, 1, 1)
+		w.Reopen()
+		lines(w, 2, 2)
+		if got := contents(t, w.cfg.Path); got != "line02" {
+			t.Errorf("rotate=%v: log %q", rotate, got)
+		}
+		if got, err := os.ReadFile(victim); err != nil || string(got) != "precious" {
+			t.Errorf("rotate=%v: victim %q, %v", rotate, got, err)
+		}
+		if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+			t.Errorf("rotate=%v: outside directory holds %v", rotate, entries)
+		}
+	}
+}

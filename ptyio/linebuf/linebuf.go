@@ -157,15 +157,15 @@ func (l *line) disarm() {
 	}
 }
 
+// drop forgets the pending bytes and the timer.
+func (l *line) drop() { l.n, l.armed = 0, false }
+
 func (l *line) onTimer() {
 	a := l.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	defer func() {
-		if r := recover(); r != nil && a.log != nil {
-			a.log.Warnf("idle flush of the container log failed: %v", r)
-		}
-	}()
+	// A panic here loses this pending line, not the log (docs/lifecycle.md §13.1).
+	defer diag.Recover(a.log, "idle flush of the container log", l.drop)
 	if l.stale > 0 {
 		l.stale--
 		return

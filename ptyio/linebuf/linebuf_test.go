@@ -2,12 +2,14 @@ package linebuf
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/conmon-go/conmon-go/monitor/diag"
 	"github.com/conmon-go/conmon-go/ptyio"
 )
 
@@ -261,4 +263,65 @@ func TestNoAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per Write", n)
 	}
 	a.Flush()
+}
+
+// panicky panics on the first idle record and signals when it did.
+type panicky struct {
+	collector
+	fired chan struct{}
+}
+
+func (p *panicky) Record(s Stream, line []byte, partial bool, now time.Time) {
+	if p.fired != nil {
+		close(p.fired)
+		p.fired = nil
+		panic("bad emitter")
+	}
+	p.collector.Record(s, line, partial, now)
+}
+
+type warnings struct {
+	mu sync.Mutex
+	w  []string
+}
+
+func (l *warnings) Warnf(format string, args ...any) {
+	l.mu.Lock()
+	l.w = append(l.w, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+func (l *warnings) Debugf(string, ...any) {}
+
+// A panic in the idle flush is reported and loses that pending line only: the lock is
+// released and the stream goes on (docs/lifecycle.md §13.1).
+func TestIdleFlushPanicDropsLine(t *testing.T) {
+	diag.ProductionPanics(t)
+	var mu sync.Mutex
+	e := &panicky{fired: make(chan struct{})}
+	fired := e.fired
+	log := &warnings{}
+	a := New(&mu, e, log)
+	mu.Lock()
+	a.Write(ptyio.Stdout, []byte("lost"), time.Now())
+	mu.Unlock()
+	select {
+	case <-fired:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no idle flush")
+	}
+	mu.Lock() // released by the timer's run despite the panic
+	defer mu.Unlock()
+	l := &a.st[0]
+	if l.n != 0 || l.armed {
+		t.Fatalf("after the panic: %d pending bytes, armed %v", l.n, l.armed)
+	}
+	a.Write(ptyio.Stdout, []byte("next\n"), time.Now())
+	if len(e.recs) != 1 || e.recs[0].line != "next\n" {
+		t.Fatalf("records %+v", e.recs)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.w) != 1 || !strings.HasPrefix(log.w[0], "internal error in idle flush of the container log: bad emitter\n") {
+		t.Fatalf("warnings %q", log.w)
+	}
 }

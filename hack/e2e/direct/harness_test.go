@@ -281,6 +281,7 @@ type monitorSpec struct {
 	pidCue string     // -P / --conmon-pidfile path, to find and clean up the daemon
 	bin    string     // "" = the monitor under test
 	ctr    *container // create monitors: deleted first at cleanup, so the monitor can end
+	env    []string   // added to the environment
 }
 
 type monitor struct {
@@ -295,6 +296,9 @@ type monitor struct {
 	attachF *os.File
 	done    chan struct{} // closed when the launcher (or the --sync monitor) was reaped
 	started time.Time
+	// panics is the monitor's CONMON_GO_PANIC_FILE: a report there fails the test
+	// at cleanup unless the test took it (takePanics).
+	panics string
 }
 
 // ourEnd/childEnd: our end is non-blocking (deadlines through the poller), the child's is blocking.
@@ -331,7 +335,9 @@ func startMonitor(t *testing.T, s monitorSpec) *monitor {
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = &m.stdout, &m.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	m.panics = filepath.Join(t.TempDir(), "panics")
+	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
+		"CONMON_GO_PANIC_FILE=" + m.panics}, s.env...)
 	var childEnds []*os.File
 	add := func(kind transport, name string) *os.File {
 		ours, child := fdPair(t, kind)
@@ -384,15 +390,24 @@ func (m *monitor) cleanup() {
 		_ = m.cmd.Process.Kill()
 		<-m.done
 	}
-	if m.spec.pidCue == "" {
-		return
-	}
-	if pid, err := readPidFile(m.spec.pidCue); err == nil && pid != m.cmd.Process.Pid {
-		if !e2eutil.WaitPidGone(pid, 5*time.Second) && isProcessOf(pid, m.spec.bin) {
-			m.t.Errorf("daemonised monitor %d still running at the end of the test; killed", pid)
-			_ = unix.Kill(pid, unix.SIGKILL)
+	if m.spec.pidCue != "" {
+		if pid, err := readPidFile(m.spec.pidCue); err == nil && pid != m.cmd.Process.Pid {
+			if !e2eutil.WaitPidGone(pid, 5*time.Second) && isProcessOf(pid, m.spec.bin) {
+				m.t.Errorf("daemonised monitor %d still running at the end of the test; killed", pid)
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
 		}
 	}
+	if report := m.takePanics(); report != "" {
+		m.t.Errorf("the monitor reported an internal error (docs/lifecycle.md §13.1):\n%s", report)
+	}
+}
+
+// takePanics returns the panic reports of the monitor so far and clears them.
+func (m *monitor) takePanics() string {
+	data, _ := os.ReadFile(m.panics)
+	os.Remove(m.panics)
+	return string(data)
 }
 
 func isProcessOf(pid int, bin string) bool {
