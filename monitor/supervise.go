@@ -126,6 +126,7 @@ func (m *monitor) awaitExit(pid int, timeout <-chan time.Time) (status int, time
 // whose notifications are relayed (relaying) feeds the watchdog itself: pings from the
 // monitor would hide a hung container.
 func (m *monitor) notifyUnit(relaying bool) {
+	defer diag.Recover(m.log, "sd_notify", nil)
 	sent, err := sdnotify.NotifyReady(os.Getpid())
 	if err != nil {
 		m.log.Debugf("sd_notify: %v", err)

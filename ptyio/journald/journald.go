@@ -229,11 +229,9 @@ func (e *emitter) Record(s ptyio.Stream, line []byte, partial bool, _ time.Time)
 // once journald's queue has room (gate.go).
 func (w *Writer) send() {
 	defer close(w.sent)
-	defer func() {
-		if r := recover(); r != nil {
-			w.drops.log.Warnf("journald sender stopped after a panic: %v", r)
-		}
-	}()
+	// Without the sender the queue stays full: the output path drops what follows after
+	// one stall, counted and warned about like any other drop.
+	defer diag.Recover(w.drops.log, "journald sender", nil)
 	for {
 		msg, e, ok := w.q.front()
 		if !ok {
