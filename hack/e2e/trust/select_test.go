@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // record is the trust record of trust-and-annotations.md §6.
@@ -93,7 +95,7 @@ func TestDecisionTable(t *testing.T) {
 				o.env = append(o.env, r.Replace(e))
 			}
 			var sock *os.File
-			o.devDir, sock = devDir(t)
+			o.devDir, sock = e2eutil.DevDir(t)
 			id := newID()
 			c := w.mustCreate(id, w.bundle("bundle", tc.edit, "sh", "-c", "exit 3"), o)
 
@@ -103,7 +105,7 @@ func TestDecisionTable(t *testing.T) {
 			}
 			text := want[strings.Index(want, "]: ")+3:]
 			n := 0
-			for _, m := range syslogMessages(t, sock) {
+			for _, m := range e2eutil.SyslogMessages(t, sock) {
 				if strings.HasSuffix(m, ": "+text+"\n") && strings.Contains(m, id[:20]) {
 					n++
 				}
@@ -314,13 +316,13 @@ func TestFeatureOff(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	w := newWorld(t)
-	dev, sock := devDir(t)
+	dev, sock := e2eutil.DevDir(t)
 	o := launchOpts{args: []string{"--trust-state-dir", w.stateDir}, env: []string{"CONMON_GO_TRUST_STATE_DIR=" + w.stateDir}, devDir: dev}
 	c := w.mustCreate(newID(), w.bundle("bundle", annotate("TrustedSandbox", "false"), "sh", "-c", "exit 2"), o)
 	if c.stderr != "" {
 		t.Errorf("launcher stderr %q, want nothing", c.stderr)
 	}
-	for _, m := range syslogMessages(t, sock) {
+	for _, m := range e2eutil.SyslogMessages(t, sock) {
 		t.Errorf("syslog message %q, want none", m)
 	}
 	assertNoRecords(t, w.stateDir, "after create")
