@@ -19,7 +19,7 @@ PRINTF_FUNCS := Warnf,Debugf,Infof,Tracef,warnf
 # Integration tests run the binary built here (and /usr/bin/conmon as the reference).
 export CONMON_BINARY := $(CURDIR)/$(BIN)
 
-.PHONY: all build test unit fuzz demo install bench clean
+.PHONY: all build test unit fuzz stress demo install bench clean
 
 all: build
 
@@ -41,6 +41,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseControl$$' -fuzztime 500000x ./monitor/ctl
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 200000x ./monitor/cli
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvents$$' -fuzztime 200000x ./monitor/oom
+
+# The fault and load suite (hack/e2e/stress) in its long form: 10 000 start/exit cycles,
+# 1 000 attach and 200 exec cycles on one monitor, 100 creates at once against conmon,
+# signals and faults, a minute of idle CPU. `make test` runs its short form. It prints a
+# table of figures at the end and takes a quarter of an hour or more.
+stress: build
+	CONMON_STRESS=1 $(GO) test -count=1 -v -timeout 3h ./hack/e2e/stress/
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.
