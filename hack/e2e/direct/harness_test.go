@@ -45,62 +45,18 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	flag.Parse()
-	// Most tests wait on runc and the kernel, not the CPU: unless -parallel was given,
-	// allow four at once (the default is GOMAXPROCS).
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if !explicit {
-		_ = flag.Set("test.parallel", "4")
-	}
-	root, err := e2eutil.ModuleRoot()
+	suite, err := e2eutil.SetUp("e2e-direct-", 4)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	mkbundlePath = filepath.Join(root, "hack", "mkbundle.sh")
-	tmp, err := os.MkdirTemp("", "e2e-direct-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-
-	switch {
-	case os.Geteuid() != 0:
-		skipReason = "needs root: the tests run runc containers"
-	default:
-		if runcPath, err = exec.LookPath("runc"); err != nil {
-			skipReason = "needs runc in PATH: " + err.Error()
-		} else if _, err = exec.LookPath("busybox"); err != nil {
-			skipReason = "needs busybox (busybox-static) in PATH: " + err.Error()
-		}
-	}
-	if skipReason != "" {
+	defer os.RemoveAll(suite.Tmp)
+	if skipReason = suite.Skip; skipReason != "" {
 		return m.Run()
 	}
-	if runcPath, err = filepath.Abs(runcPath); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	tmpl := filepath.Join(tmp, "template")
-	if err := e2eutil.MakeBundle(mkbundlePath, "", tmpl); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	sharedRootfs = filepath.Join(tmpl, "rootfs")
-
-	if monitorPath, err = e2eutil.MonitorBinary(root, tmp); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	out, err := exec.Command(monitorPath, "--version").Output()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s --version: %v\n", monitorPath, err)
-		return 1
-	}
-	lines := strings.Split(string(out), "\n")
-	conmonGo = len(lines) > 1 && strings.Contains(lines[1], "conmon-go")
-	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s)\n", monitorPath, strings.Join(lines, " "))
+	runcPath, mkbundlePath, monitorPath, conmonGo = suite.Runc, suite.Mkbundle, suite.Monitor, suite.ConmonGo
+	sharedRootfs = filepath.Join(suite.Template, "rootfs")
+	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s)\n", monitorPath, suite.Version)
 	return m.Run()
 }
 

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,7 +24,6 @@ var (
 	monitorPath string // binary under test
 	runcPath    string // absolute, as engines pass it
 	template    []byte // config.json of a busybox bundle sharing one read-only rootfs
-	tmpRoot     string // every directory the tests create is below it
 	skipReason  string // non-empty: every test skips with it
 	conmonGo    bool   // the binary's --version second line names conmon-go
 
@@ -50,71 +48,30 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	flag.Parse()
-	// The tests wait on runc and the kernel, not the CPU: unless -parallel was given, run
-	// up to eight at once (the default is GOMAXPROCS).
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if !explicit {
-		_ = flag.Set("test.parallel", "8")
-	}
-	root, err := e2eutil.ModuleRoot()
+	suite, err := e2eutil.SetUp("e2e-stress-", 8)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if tmpRoot, err = os.MkdirTemp("", "e2e-stress-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmpRoot)
-	switch {
-	case os.Geteuid() != 0:
-		skipReason = "needs root: the tests run runc containers"
-	default:
-		if runcPath, err = exec.LookPath("runc"); err != nil {
-			skipReason = "needs runc in PATH: " + err.Error()
-		} else if _, err = exec.LookPath("busybox"); err != nil {
-			skipReason = "needs busybox (busybox-static) in PATH: " + err.Error()
-		}
-	}
-	if skipReason != "" {
+	defer os.RemoveAll(suite.Tmp)
+	if skipReason = suite.Skip; skipReason != "" {
 		return m.Run()
 	}
-	if runcPath, err = filepath.Abs(runcPath); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	runcPath, monitorPath, conmonGo = suite.Runc, suite.Monitor, suite.ConmonGo
+	if template, err = os.ReadFile(filepath.Join(suite.Template, "config.json")); err == nil {
+		template, err = withRootfs(template, filepath.Join(suite.Template, "rootfs"))
 	}
-	tmpl := filepath.Join(tmpRoot, "template")
-	if err := e2eutil.MakeBundle(filepath.Join(root, "hack", "mkbundle.sh"), "", tmpl); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if template, err = os.ReadFile(filepath.Join(tmpl, "config.json")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if template, err = withRootfs(template, filepath.Join(tmpl, "rootfs")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if monitorPath, err = e2eutil.MonitorBinary(root, tmpRoot); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	out, err := exec.Command(monitorPath, "--version").Output()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s --version: %v\n", monitorPath, err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	lines := strings.Split(string(out), "\n")
-	conmonGo = len(lines) > 1 && strings.Contains(lines[1], "conmon-go")
 	// Daemonised monitors are re-parented to this process instead of PID 1: a monitor that
 	// leaves a process behind, or is left behind itself, shows up as a child of ours.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		fmt.Fprintf(os.Stderr, "PR_SET_CHILD_SUBREAPER: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s); %s mode\n", monitorPath, strings.Join(lines, " "), size("short", "long (CONMON_STRESS)"))
+	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s); %s mode\n", monitorPath, suite.Version, size("short", "long (CONMON_STRESS)"))
 	code := m.Run()
 	if left := strays(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: processes left behind by the tests (re-parented to the test process): %s\n", strings.Join(left, "; "))
