@@ -7,9 +7,7 @@ package direct
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -75,14 +73,6 @@ func requireConmonGo(t *testing.T) {
 	if !conmonGo {
 		t.Skipf("conmon-go behaviour: %s --version does not name conmon-go", monitorPath)
 	}
-}
-
-func newID() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // ---- bundles and containers ----
@@ -165,7 +155,7 @@ func newContainerIn(t *testing.T, dir, bundle string, o bundleOpts, args ...stri
 		t.Fatal(err)
 	}
 	c := &container{
-		t: t, id: newID(), dir: dir, bundle: bundle,
+		t: t, id: e2eutil.NewID(), dir: dir, bundle: bundle,
 		root:       filepath.Join(dir, "runc"),
 		exitDir:    filepath.Join(dir, "exits"),
 		persistDir: filepath.Join(dir, "persist"),

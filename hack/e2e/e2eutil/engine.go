@@ -5,6 +5,8 @@ package e2eutil
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -290,4 +292,13 @@ func ExecSyncArgs(runc, runcRoot, cid, sockDir, dir, logPath, spec string, extra
 	argv := append([]string{"-c", cid, "-n", "k8s_e2e", "-r", runc, "-p", filepath.Join(dir, "pidfile"), "-e",
 		"-l", logPath, "--socket-dir-path", sockDir, "--log-level", "info", "--sync"}, extra...)
 	return append(argv, "--exec-process-spec", spec, "--runtime-arg", "--root="+runcRoot)
+}
+
+// NewID returns a random container id in the engines' form: 64 hex digits.
+func NewID() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
 }

@@ -33,11 +33,11 @@ func TestCreateBurst(t *testing.T) {
 			slices.Reverse(order)
 		}
 		for _, bin := range order {
-			took := burst(t, bin, n)
+			took, cpu := burst(t, bin, n)
 			slices.Sort(took)
 			slowest[bin] = append(slowest[bin], took[len(took)-1])
-			report(t, fmt.Sprintf("round %d: %s", r+1, bin), "%d creates: fastest %v, median %v, slowest %v",
-				n, ms(took[0]), ms(took[len(took)/2]), ms(took[len(took)-1]))
+			report(t, fmt.Sprintf("round %d: %s", r+1, bin), "%d creates: fastest %v, median %v, slowest %v; CPU per container (launcher and monitor) %v",
+				n, ms(took[0]), ms(took[len(took)/2]), ms(took[len(took)-1]), ms(cpu/time.Duration(n)))
 		}
 	}
 	if len(bins) == 2 {
@@ -48,8 +48,8 @@ func TestCreateBurst(t *testing.T) {
 }
 
 // burst creates n containers with bin at once, then starts them and checks their ends;
-// it returns the create times.
-func burst(t *testing.T, bin string, n int) []time.Duration {
+// it returns the create times and the CPU time the launchers and monitors used.
+func burst(t *testing.T, bin string, n int) ([]time.Duration, time.Duration) {
 	t.Helper()
 	g := newGroup(t)
 	ctrs := make([]*ctr, n)
@@ -102,7 +102,14 @@ func burst(t *testing.T, bin string, n int) []time.Duration {
 	}
 	wg.Wait()
 	g.checkEmpty(t)
-	return took
+	var cpu time.Duration
+	for _, c := range ctrs {
+		cpu += c.launcherCPU
+		if c.mon != nil {
+			cpu += time.Duration(c.mon.cpu) * clockTick
+		}
+	}
+	return took, cpu
 }
 
 func ms(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }

@@ -6,8 +6,6 @@ package stress
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,14 +23,6 @@ import (
 
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
-
-func newID() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
 
 // group is the directories an engine shares between its containers.
 type group struct {
@@ -112,6 +102,8 @@ type ctr struct {
 	tty bool
 	bin string       // the monitor that created it
 	mon *monitorProc // nil until asked for
+	// CPU time of its launcher and (once ended) its monitor, without their children.
+	launcherCPU time.Duration
 }
 
 // strict: the monitor is conmon-go, which removes everything it created but the FIFOs.
@@ -120,7 +112,7 @@ func (c *ctr) strict() bool { return c.bin == monitorPath && conmonGo }
 // newCtr writes a bundle running args (with a terminal when tty); edit, if given, changes
 // its config.
 func (g *group) newCtr(tty bool, edit func(cfg map[string]any), args ...string) (*ctr, error) {
-	id := newID()
+	id := e2eutil.NewID()
 	dir := filepath.Join(g.dir, id[:16])
 	c := &ctr{g: g, dir: dir, tty: tty, CtrPaths: e2eutil.CtrPaths{ID: id, Bundle: filepath.Join(dir, "bundle"),
 		RuncRoot: g.root, ExitDir: g.exits, PersistDir: filepath.Join(dir, "persist"), SockDir: g.sock,
@@ -190,6 +182,7 @@ func (c *ctr) create(s e2eutil.MonitorSpec) (int, time.Duration, error) {
 	if code, err := m.Wait(20 * time.Second); err != nil || code != 0 {
 		return 0, 0, fmt.Errorf("launcher exit status %d (%v); stderr %q", code, err, m.Stderr.String())
 	}
+	c.launcherCPU = m.Cmd.ProcessState.UserTime() + m.Cmd.ProcessState.SystemTime()
 	msg, err := m.ReadSync(60 * time.Second)
 	took := time.Since(m.Started)
 	if err != nil {
@@ -287,7 +280,8 @@ func (c *ctr) endMonitor() error {
 // that a recycled pid is never waited for or signalled.
 type monitorProc struct {
 	pid int
-	fd  int // -1 once reaped
+	fd  int   // -1 once reaped
+	cpu int64 // clock ticks it used (its children not included), known once reaped
 }
 
 func openMonitor(pid int) (*monitorProc, error) {
@@ -318,7 +312,10 @@ func (m *monitorProc) wait() (unix.WaitStatus, error) {
 		pidfdReadable(m.fd, 5*time.Second)
 	}
 	// The pid cannot have been reused: an exited child stays until reaped, and the
-	// pidfd's process is gone only then.
+	// pidfd's process is gone only then. The zombie still shows its own CPU time.
+	if st, err := readStat(m.pid); err == nil {
+		m.cpu = st.ticks
+	}
 	if _, werr := unix.Wait4(m.pid, &ws, unix.WNOHANG, nil); werr != nil && werr != unix.ECHILD {
 		err = errors.Join(err, fmt.Errorf("reap monitor %d: %w", m.pid, werr))
 	}
@@ -422,6 +419,9 @@ func (c *ctr) dialAttach() (*net.UnixConn, error) {
 }
 
 // ---- /proc ----
+
+// clockTick is the unit of CPU times in /proc: USER_HZ, 100 on every Linux.
+const clockTick = 10 * time.Millisecond
 
 // procStat is what /proc/<pid>/stat says about a process.
 type procStat struct {

@@ -10,7 +10,7 @@ import (
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
-// maxIdleTicks is the CPU time (utime + stime, clock ticks of 10 ms) a monitor may use over
+// maxIdleTicks is the CPU time (utime + stime, in clockTicks) a monitor may use over
 // idleWindow while nothing happens: a busy loop uses the whole window, a timer waking the
 // monitor every 100 ms a few ticks a minute.
 var (
