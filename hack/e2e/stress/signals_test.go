@@ -170,13 +170,18 @@ func signalledCreate(g *group, i int, delay time.Duration) (string, error) {
 		}
 		return "create failed", c.cleanFailed()
 	case pid > 0:
-		// The container exists: the engine starts it, unless the signal killed it.
-		want := "3"
-		outcome := "container ran"
-		if err := c.runc("start", c.ID); err != nil {
-			want, outcome = "143", "container killed"
+		// The container exists: the engine starts it (which fails if the signal killed
+		// it already). The signal may also reach it after the start.
+		_ = c.runc("start", c.ID)
+		got, err := e2eutil.AwaitFile(c.exitFile(), 20*time.Second, e2eutil.NonEmpty)
+		if err != nil {
+			return "", c.abandon(err)
 		}
-		return outcome, c.finish(want)
+		outcome := map[string]string{"3": "container ran", "143": "container killed"}[string(got)]
+		if outcome == "" {
+			return "", c.abandon(fmt.Errorf("exit file %q, want 3 or 143", got))
+		}
+		return outcome, c.finish(string(got))
 	}
 	return "", c.abandon(fmt.Errorf("sync message %q", msg.Raw))
 }
