@@ -20,7 +20,7 @@ PRINTF_FUNCS := Warnf,Debugf,Infof,Tracef,warnf
 # Integration tests run the binary built here (and /usr/bin/conmon as the reference).
 export CONMON_BINARY := $(CURDIR)/$(BIN)
 
-.PHONY: all build test unit fuzz demo install bench clean
+.PHONY: all build test unit fuzz stress demo install bench clean
 
 all: build
 
@@ -51,6 +51,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRecordsReassemble$$' -fuzztime 10000x ./ptyio/k8sfile
 	$(GO) test -run '^$$' -fuzz '^FuzzClientDatagramsReachStdin$$' -fuzztime 5000x ./seqpacket
 	$(GO) test -run '^$$' -fuzz '^FuzzOutputFrames$$' -fuzztime 5000x ./seqpacket
+
+# The fault and load suite (hack/e2e/stress) in its long form: 10 000 start/exit cycles,
+# 1 000 attach and 200 exec cycles on one monitor, 100 creates at once against conmon,
+# signals and faults, a minute of idle CPU. `make test` runs its short form. It prints a
+# table of figures at the end and takes a quarter of an hour or more.
+stress: build
+	CONMON_STRESS=1 $(GO) test -count=1 -v -timeout 3h ./hack/e2e/stress/
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.

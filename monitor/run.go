@@ -456,7 +456,16 @@ func (m *monitor) abortCreated(message string, termCh <-chan termResult) int {
 		}
 	}
 	if pid, err := readPidFile(m.opts.ContainerPidfile); err == nil {
-		unix.Kill(pid, unix.SIGKILL)
+		// The container init is the monitor's child by now: reaped here, it does not
+		// outlive the monitor as a zombie.
+		exited := m.reaper.wait(pid)
+		if unix.Kill(pid, unix.SIGKILL) == nil {
+			select {
+			case <-exited:
+			case <-time.After(timeoutReap):
+				m.log.Warnf("killed container %d not reaped within %v", pid, timeoutReap)
+			}
+		}
 	}
 	return m.finishFailed(message)
 }

@@ -70,6 +70,20 @@ type client struct {
 	pfd     [1]unix.PollFd
 }
 
+// clientBufs are a client's preallocated buffers, about 330 KiB. The server keeps those of
+// a client that has gone for the next one: otherwise every connection would leave them as
+// garbage, which the collector first reclaims when the heap reaches its minimum goal of
+// 4 MB, and an idle monitor that once served a few attach sessions would hold that much.
+type clientBufs struct {
+	ring, send, recv []byte
+}
+
+const clientBufsSize = queueSize + maxFrame + recvSize
+
+func newClientBufs() *clientBufs {
+	return &clientBufs{ring: make([]byte, queueSize), send: make([]byte, maxFrame), recv: make([]byte, recvSize)}
+}
+
 func newClient(s *Server, fd int) (*client, error) {
 	f := os.NewFile(uintptr(fd), "attach client")
 	rc, err := f.SyscallConn()
@@ -77,13 +91,14 @@ func newClient(s *Server, fd int) (*client, error) {
 		f.Close()
 		return nil, err
 	}
+	b := s.takeBufs()
 	c := &client{
 		s: s, fd: fd, f: f, rc: rc,
-		ring:    make([]byte, queueSize),
+		ring:    b.ring,
 		refs:    2,
 		wdone:   make(chan struct{}),
-		sendBuf: make([]byte, maxFrame),
-		recvBuf: make([]byte, recvSize),
+		sendBuf: b.send,
+		recvBuf: b.recv,
 	}
 	c.cond.L = &c.mu
 	c.space.L = &c.mu
@@ -167,9 +182,10 @@ func (c *client) putFrames(stream byte, p []byte) {
 }
 
 // waitForRoom waits, with c.mu held, until need bytes fit into the queue; false when the
-// client stalled for stallTimeout or its output ended meanwhile.
+// client stalled for stallTimeout or its output ended meanwhile (its queue may then belong
+// to another client already).
 func (c *client) waitForRoom(need int) bool {
-	for queueSize-c.used < need {
+	for c.outDone || queueSize-c.used < need {
 		left := stallTimeout - time.Since(c.sent)
 		if c.outDone || left <= 0 {
 			return false
@@ -362,15 +378,30 @@ func (c *client) failed() {
 	c.rc.Control(shutRDWR)
 }
 
-// release is called by each goroutine when it ends; the last one closes the socket.
+// release is called by each goroutine when it ends; the last one closes the socket and
+// hands the buffers back to the server. Broadcast may still hold the client: with its
+// output stopped first, it no longer touches the queue.
 func (c *client) release() {
 	c.mu.Lock()
 	c.refs--
 	last := c.refs == 0
 	c.mu.Unlock()
 	if last {
+		c.stopOutput()
 		c.s.forget(c)
 		c.f.Close()
+		c.giveBack()
 		c.s.log.Debugf("Closing %d", c.fd)
+		c.s.clientGone()
 	}
+}
+
+// giveBack hands the buffers of a client whose goroutines have ended (or never ran) to
+// the server.
+func (c *client) giveBack() {
+	c.mu.Lock()
+	b := &clientBufs{ring: c.ring, send: c.sendBuf, recv: c.recvBuf}
+	c.ring, c.sendBuf, c.recvBuf = nil, nil, nil
+	c.mu.Unlock()
+	c.s.putBufs(b)
 }

@@ -582,6 +582,29 @@ func TestTooManyClients(t *testing.T) {
 	}
 }
 
+// A client that has gone leaves its buffers to the next one: connect/disconnect cycles
+// allocate no new queue.
+func TestClientBuffersReused(t *testing.T) {
+	bundle := t.TempDir()
+	s, log := startServer(t, Config{Bundle: bundle})
+	fd := connect(t, log, bundle+"/attach", 1)
+	s.mu.Lock()
+	ring := &s.clients[0].ring[0]
+	s.mu.Unlock()
+	if err := unix.Shutdown(fd, unix.SHUT_RDWR); err != nil {
+		t.Fatal(err)
+	}
+	log.waitFor("Closing", 1)
+	connect(t, log, bundle+"/attach", 2)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.clients {
+		if c != nil && &c.ring[0] != ring {
+			t.Fatal("the second client got a new queue")
+		}
+	}
+}
+
 // longDir creates a directory whose path is at least n bytes long.
 func longDir(t *testing.T, n int) string {
 	dir := t.TempDir()

@@ -1,11 +1,10 @@
 package direct
 
 import (
-	"bufio"
-	"os"
 	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // Budgets for a CI guard against memory and thread regressions, not a measurement (make
@@ -70,19 +69,9 @@ func procHex(t *testing.T, path, key string) uint64 {
 
 func procValue(t *testing.T, path, key string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	v, err := e2eutil.ProcValue(path, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
-			if fields := strings.Fields(rest); len(fields) > 0 {
-				return fields[0]
-			}
-		}
-	}
-	t.Fatalf("%s: no %s", path, key)
-	return ""
+	return v
 }

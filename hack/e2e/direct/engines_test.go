@@ -56,10 +56,7 @@ func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...
 	spec := filepath.Join(dir, "exec-process-1")
 	writeProcessSpec(t, spec, o.tty, args...)
 	conmonPid := filepath.Join(dir, "conmon.pid")
-	argv := []string{"--api-version", "1", "-c", c.id, "-u", session, "-r", runcPath, "-b", dir,
-		"-p", filepath.Join(dir, "exec_pid"), "-n", "e2e", "--exit-dir", filepath.Join(dir, "exit"),
-		"--full-attach", "-l", "none", "--log-level", "warning", "--runtime-arg", "--root=" + c.root,
-		"-e", "--exec-attach", "--exec-process-spec", spec, "-P", conmonPid}
+	argv := e2eutil.PodmanExecArgs(runcPath, c.root, c.id, session, dir, spec)
 	if o.tty {
 		argv = append(argv, "-t")
 	}
@@ -121,9 +118,7 @@ func execSyncLog(t *testing.T, c *container, legacy bool, extra []string, args .
 	spec := filepath.Join(dir, "exec-process-1")
 	writeProcessSpec(t, spec, false, args...)
 	logPath := filepath.Join(dir, "crio-log-"+c.id)
-	argv := append([]string{"-c", c.id, "-n", "k8s_e2e", "-r", runcPath, "-p", filepath.Join(dir, "pidfile"), "-e",
-		"-l", logPath, "--socket-dir-path", c.sockDir, "--log-level", "info", "--sync"}, extra...)
-	argv = append(argv, "--exec-process-spec", spec, "--runtime-arg", "--root="+c.root)
+	argv := e2eutil.ExecSyncArgs(runcPath, c.root, c.id, c.sockDir, dir, logPath, spec, extra...)
 	start := streamSock
 	if legacy {
 		start = noPipe

@@ -7,9 +7,7 @@ package direct
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -19,15 +17,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
 const refConmon = "/usr/bin/conmon"
@@ -47,62 +44,18 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	flag.Parse()
-	// Most tests wait on runc and the kernel, not the CPU: unless -parallel was given,
-	// allow four at once (the default is GOMAXPROCS).
-	explicit := false
-	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
-	if !explicit {
-		_ = flag.Set("test.parallel", "4")
-	}
-	root, err := e2eutil.ModuleRoot()
+	suite, err := e2eutil.SetUp("e2e-direct-", 4)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	mkbundlePath = filepath.Join(root, "hack", "mkbundle.sh")
-	tmp, err := os.MkdirTemp("", "e2e-direct-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-
-	switch {
-	case os.Geteuid() != 0:
-		skipReason = "needs root: the tests run runc containers"
-	default:
-		if runcPath, err = exec.LookPath("runc"); err != nil {
-			skipReason = "needs runc in PATH: " + err.Error()
-		} else if _, err = exec.LookPath("busybox"); err != nil {
-			skipReason = "needs busybox (busybox-static) in PATH: " + err.Error()
-		}
-	}
-	if skipReason != "" {
+	defer os.RemoveAll(suite.Tmp)
+	if skipReason = suite.Skip; skipReason != "" {
 		return m.Run()
 	}
-	if runcPath, err = filepath.Abs(runcPath); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	tmpl := filepath.Join(tmp, "template")
-	if err := e2eutil.MakeBundle(mkbundlePath, "", tmpl); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	sharedRootfs = filepath.Join(tmpl, "rootfs")
-
-	if monitorPath, err = e2eutil.MonitorBinary(root, tmp); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	out, err := exec.Command(monitorPath, "--version").Output()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s --version: %v\n", monitorPath, err)
-		return 1
-	}
-	lines := strings.Split(string(out), "\n")
-	conmonGo = len(lines) > 1 && strings.Contains(lines[1], "conmon-go")
-	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s)\n", monitorPath, strings.Join(lines, " "))
+	runcPath, mkbundlePath, monitorPath, conmonGo = suite.Runc, suite.Mkbundle, suite.Monitor, suite.ConmonGo
+	sharedRootfs = filepath.Join(suite.Template, "rootfs")
+	fmt.Fprintf(os.Stderr, "monitor under test: %s (%s)\n", monitorPath, suite.Version)
 	return m.Run()
 }
 
@@ -121,14 +74,6 @@ func requireConmonGo(t *testing.T) {
 	if !conmonGo {
 		t.Skipf("conmon-go behaviour: %s --version does not name conmon-go", monitorPath)
 	}
-}
-
-func newID() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // ---- bundles and containers ----
@@ -198,7 +143,7 @@ func newContainerIn(t *testing.T, dir, bundle string, o bundleOpts, args ...stri
 		t.Fatal(err)
 	}
 	c := &container{
-		t: t, id: newID(), dir: dir, bundle: bundle,
+		t: t, id: e2eutil.NewID(), dir: dir, bundle: bundle,
 		root:       filepath.Join(dir, "runc"),
 		exitDir:    filepath.Join(dir, "exits"),
 		persistDir: filepath.Join(dir, "persist"),
@@ -255,21 +200,20 @@ func (c *container) podmanArgs(extra ...string) []string {
 
 // crioArgs is CRI-O 1.36's CreateContainer argv (API 0), with a private runc root and socket dir.
 func (c *container) crioArgs(extra ...string) []string {
-	return append([]string{"-b", c.bundle, "-c", c.id, "--exit-dir", c.exitDir, "-l", c.logPath,
-		"--log-level", "info", "-n", "k8s_e2e_pod_ns_uid_0", "-P", c.conmonPid, "-p", c.pidFile,
-		"--persist-dir", c.persistDir, "-r", runcPath, "--runtime-arg", "--root=" + c.root,
-		"--socket-dir-path", c.sockDir, "--syslog", "-u", c.id}, extra...)
+	p := e2eutil.CtrPaths{ID: c.id, Bundle: c.bundle, RuncRoot: c.root, ExitDir: c.exitDir, PersistDir: c.persistDir,
+		SockDir: c.sockDir, LogPath: c.logPath, PidFile: c.pidFile, ConmonPid: c.conmonPid}
+	return p.CRIOArgs(runcPath, extra...)
 }
 
 // ---- the monitor process ----
 
-type transport int
+type transport = e2eutil.Transport
 
 const (
-	noPipe     transport = iota
-	seqPacket            // podman: AF_UNIX SOCK_SEQPACKET socketpair
-	streamSock           // CRI-O create: AF_UNIX SOCK_STREAM socketpair
-	plainPipe            // CRI-O ExecSync sync pipe: pipe(2)
+	noPipe     = e2eutil.NoPipe
+	seqPacket  = e2eutil.SeqPacket  // podman: AF_UNIX SOCK_SEQPACKET socketpair
+	streamSock = e2eutil.StreamSock // CRI-O create: AF_UNIX SOCK_STREAM socketpair
+	plainPipe  = e2eutil.PlainPipe  // CRI-O ExecSync sync pipe: pipe(2)
 )
 
 type monitorSpec struct {
@@ -287,11 +231,11 @@ type monitorSpec struct {
 type monitor struct {
 	t       *testing.T
 	spec    monitorSpec
+	em      *e2eutil.Monitor
 	cmd     *exec.Cmd
-	stdout  bytes.Buffer
-	stderr  bytes.Buffer
+	stdout  *bytes.Buffer
+	stderr  *bytes.Buffer
 	syncF   *os.File
-	syncDec *json.Decoder
 	startF  *os.File
 	attachF *os.File
 	done    chan struct{} // closed when the launcher (or the --sync monitor) was reaped
@@ -301,73 +245,20 @@ type monitor struct {
 	panics string
 }
 
-// ourEnd/childEnd: our end is non-blocking (deadlines through the poller), the child's is blocking.
-func fdPair(t *testing.T, kind transport) (ours, child *os.File) {
-	t.Helper()
-	if kind == plainPipe {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r, w
-	}
-	typ := unix.SOCK_SEQPACKET
-	if kind == streamSock {
-		typ = unix.SOCK_STREAM
-	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		t.Fatal(err)
-	}
-	return os.NewFile(uintptr(fds[0]), "engine-end"), os.NewFile(uintptr(fds[1]), "monitor-end")
-}
-
 func startMonitor(t *testing.T, s monitorSpec) *monitor {
 	t.Helper()
 	if s.bin == "" {
 		s.bin = monitorPath
 	}
-	m := &monitor{t: t, spec: s, done: make(chan struct{})}
-	cmd := exec.Command(s.bin, s.args...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = &m.stdout, &m.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	m.panics = filepath.Join(t.TempDir(), "panics")
-	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root",
-		"CONMON_GO_PANIC_FILE=" + m.panics}, s.env...)
-	var childEnds []*os.File
-	add := func(kind transport, name string) *os.File {
-		ours, child := fdPair(t, kind)
-		cmd.ExtraFiles = append(cmd.ExtraFiles, child)
-		childEnds = append(childEnds, child)
-		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", name, 2+len(cmd.ExtraFiles)))
-		return ours
-	}
-	if s.sync != noPipe {
-		m.syncF = add(s.sync, "_OCI_SYNCPIPE")
-		if s.sync != seqPacket {
-			m.syncDec = json.NewDecoder(m.syncF)
-		}
-	}
-	if s.start != noPipe {
-		m.startF = add(s.start, "_OCI_STARTPIPE")
-	}
-	if s.attach {
-		m.attachF = add(seqPacket, "_OCI_ATTACHPIPE")
-	}
-	m.started = time.Now()
-	err := cmd.Start()
-	for _, f := range childEnds {
-		f.Close()
-	}
+	panics := filepath.Join(t.TempDir(), "panics")
+	em, err := e2eutil.StartMonitor(e2eutil.MonitorSpec{Bin: s.bin, Args: s.args, Dir: s.dir,
+		Env: append([]string{diag.EnvPanicFile + "=" + panics}, s.env...), Sync: s.sync, Start: s.start, Attach: s.attach})
 	if err != nil {
-		t.Fatalf("start %s: %v", s.bin, err)
+		t.Fatal(err)
 	}
-	m.cmd = cmd
-	go func() { _ = cmd.Wait(); close(m.done) }()
+	m := &monitor{t: t, spec: s, em: em, cmd: em.Cmd, stdout: em.Stdout, stderr: em.Stderr,
+		syncF: em.SyncF, startF: em.StartF, attachF: em.AttachF, done: em.Done, started: em.Started,
+		panics: panics}
 	t.Cleanup(m.cleanup)
 	return m
 }
@@ -378,11 +269,7 @@ func (m *monitor) cleanup() {
 	if m.spec.ctr != nil {
 		_, _ = m.spec.ctr.runc("delete", "--force", m.spec.ctr.id)
 	}
-	for _, f := range []*os.File{m.syncF, m.startF, m.attachF} {
-		if f != nil {
-			f.Close()
-		}
-	}
+	m.em.CloseFiles()
 	select {
 	case <-m.done:
 	case <-time.After(5 * time.Second):
@@ -421,23 +308,19 @@ func isProcessOf(pid int, bin string) bool {
 
 func (m *monitor) writeStart() {
 	m.t.Helper()
-	if _, err := m.startF.Write([]byte{0}); err != nil {
-		m.t.Fatalf("write start pipe: %v", err)
+	if err := m.em.WriteStart(); err != nil {
+		m.t.Fatal(err)
 	}
 }
 
 // wait waits for the launcher (or --sync monitor) to end and returns its exit status.
 func (m *monitor) wait(timeout time.Duration) int {
 	m.t.Helper()
-	select {
-	case <-m.done:
-	case <-time.After(timeout):
-		_ = m.cmd.Process.Kill()
-		<-m.done
-		m.t.Fatalf("monitor process %d did not exit (and release its stdout/stderr) within %v; stderr: %s",
-			m.cmd.Process.Pid, timeout, m.stderr.String())
+	code, err := m.em.Wait(timeout)
+	if err != nil {
+		m.t.Fatal(err)
 	}
-	return m.cmd.ProcessState.ExitCode()
+	return code
 }
 
 // launch is the engine's create sequence up to the first sync message: start byte,
@@ -463,20 +346,9 @@ type syncMsg struct {
 	keys map[string]json.RawMessage
 }
 
-func (s syncMsg) int(key string) (int, bool) {
-	v, ok := s.keys[key]
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.Atoi(string(v))
-	return n, err == nil
-}
+func (s syncMsg) int(key string) (int, bool) { return e2eutil.SyncMsg{Keys: s.keys}.Int(key) }
 
-func (s syncMsg) message() string {
-	var m string
-	_ = json.Unmarshal(s.keys["message"], &m)
-	return m
-}
+func (s syncMsg) message() string { return e2eutil.SyncMsg{Keys: s.keys}.Message() }
 
 // mustInt returns the value of the only numeric key, which must be key.
 func (s syncMsg) mustInt(t *testing.T, key string) int {
@@ -494,53 +366,18 @@ func (s syncMsg) mustInt(t *testing.T, key string) int {
 }
 
 func (m *monitor) readSync(timeout time.Duration) (syncMsg, error) {
-	return readMsg(m.syncF, m.syncDec, timeout)
+	msg, err := m.em.ReadSync(timeout)
+	return syncMsg{msg.Raw, msg.Keys}, err
 }
 
 func (m *monitor) readAttachPipe(timeout time.Duration) (syncMsg, error) {
-	return readMsg(m.attachF, nil, timeout)
-}
-
-// readMsg reads one datagram like podman (SEQPACKET: one message per write, at most 4096
-// bytes, ending in \n) or decodes one object like CRI-O (stream socket or pipe).
-func readMsg(f *os.File, dec *json.Decoder, timeout time.Duration) (syncMsg, error) {
-	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return syncMsg{}, err
-	}
-	var s syncMsg
-	if dec != nil {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return s, err
-		}
-		s.raw = string(raw)
-		return s, json.Unmarshal(raw, &s.keys)
-	}
-	buf := make([]byte, 65536)
-	n, err := f.Read(buf)
-	if err != nil {
-		return s, err
-	}
-	s.raw = string(buf[:n])
-	if n > 4096 || !strings.HasSuffix(s.raw, "\n") || strings.Count(s.raw, "\n") != 1 {
-		return s, fmt.Errorf("datagram %q: want one \\n-terminated message of at most 4096 bytes", s.raw)
-	}
-	return s, json.Unmarshal(buf[:n], &s.keys)
+	msg, err := m.em.ReadAttachPipe(timeout)
+	return syncMsg{msg.Raw, msg.Keys}, err
 }
 
 // ---- pids and files ----
 
-func readPidFile(path string) (int, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.Atoi(string(data))
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("pid file %s: content %q is not a positive decimal without whitespace", path, data)
-	}
-	return n, nil
-}
+func readPidFile(path string) (int, error) { return e2eutil.ReadPidFile(path) }
 
 // inotify is a watch on a few directories; events from one inotify fd are in kernel order.
 type inotify struct {
@@ -605,53 +442,24 @@ type record struct {
 	content    []byte // without the \n appended to P records
 }
 
-const tsLayout = "2006-01-02T15:04:05.000000000-07:00"
-
 // parseLog checks the record syntax of logging.md §2 and returns the records.
 func parseLog(t *testing.T, data []byte) []record {
 	t.Helper()
-	var recs []record
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			t.Fatalf("log ends without a newline: %q", trunc(data))
-		}
-		r, err := parseRecord(data[:i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
-		data = data[i+1:]
+	recs, err := e2eutil.ParseLog(data)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return recs
+	out := make([]record, len(recs))
+	for i, r := range recs {
+		out[i] = record{ts: r.TS, stream: r.Stream, partial: r.Partial, content: r.Content}
+	}
+	return out
 }
 
 // parseRecord parses one log line (without its final \n); content aliases line.
 func parseRecord(line []byte) (record, error) {
-	if len(line) < 44 || line[35] != ' ' || line[42] != ' ' || len(line) > 44 && line[44] != ' ' {
-		return record{}, fmt.Errorf("malformed log record %q", trunc(line))
-	}
-	ts := string(line[:35])
-	if _, err := time.Parse(tsLayout, ts); err != nil || strings.Contains(ts, "Z") {
-		return record{}, fmt.Errorf("record timestamp %q: %v", ts, err)
-	}
-	r := record{ts: ts, stream: string(line[36:42])}
-	if r.stream != "stdout" && r.stream != "stderr" {
-		return r, fmt.Errorf("record stream %q in %q", r.stream, trunc(line))
-	}
-	if len(line) == 44 {
-		return r, fmt.Errorf("record without the space after the tag: %q", line)
-	}
-	switch line[43] {
-	case 'P':
-		r.partial = true
-		r.content = line[45:]
-	case 'F':
-		r.content = append(line[45:len(line):len(line)], '\n')
-	default:
-		return r, fmt.Errorf("record tag %q in %q", line[43], trunc(line))
-	}
-	return r, nil
+	r, err := e2eutil.ParseRecord(line)
+	return record{ts: r.TS, stream: r.Stream, partial: r.Partial, content: r.Content}, err
 }
 
 // scanLog parses a possibly huge log record by record without holding it in memory.
@@ -682,12 +490,7 @@ func scanLog(t *testing.T, path string, fn func(r record)) {
 	}
 }
 
-func trunc(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "..."
-	}
-	return string(b)
-}
+func trunc(b []byte) string { return e2eutil.Trunc(b) }
 
 // joined reassembles one stream from its P/F records.
 func joined(recs []record, stream string) []byte {
@@ -841,32 +644,13 @@ func writeCtl(t *testing.T, bundle, line string) {
 
 func writeProcessSpec(t *testing.T, path string, tty bool, args ...string) {
 	t.Helper()
-	spec := map[string]any{
-		"terminal": tty,
-		"user":     map[string]any{"uid": 0, "gid": 0},
-		"args":     args,
-		"env":      []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
-		"cwd":      "/",
-	}
-	data, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	if err := e2eutil.WriteProcessSpec(path, tty, args...); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // pidAlive: the process exists and has not exited (a zombie counts as gone).
-func pidAlive(pid int) bool {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(fd)
-	n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-	return err == nil && n == 0
-}
+func pidAlive(pid int) bool { return e2eutil.PidAlive(pid) }
 
 // waitLog waits (inotify on the log directory, bounded) until the reassembled stream
 // contains want, and returns the records.

@@ -68,7 +68,7 @@ func TestHostileIDsRefused(t *testing.T) {
 	setup(t)
 	requireConmonGo(t)
 	t.Parallel()
-	id := newID()
+	id := e2eutil.NewID()
 	cases := []struct{ name, cid, cuuid, want string }{
 		{"uuid leaves the socket dir", id, "../victim", `Container UUID cannot be used as a file name: "../victim"`},
 		{"id leaves the exit dir", "../victim", id, `Container ID cannot be used as a file name: "../victim"`},

@@ -107,31 +107,41 @@ func ModuleRoot() (string, error) {
 }
 
 // WaitFile waits until path exists and its content satisfies ready (nil: any content,
-// even empty), and returns the content; the test fails after timeout. Events in path's
-// directory wake it (inotify), so it neither polls nor sleeps; monitors create their files
-// by rename or by writing in place, and both are seen.
+// even empty), and returns the content; the test fails after timeout (AwaitFile).
 func WaitFile(t testing.TB, path string, timeout time.Duration, ready func([]byte) bool) []byte {
 	t.Helper()
+	data, err := AwaitFile(path, timeout, ready)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// AwaitFile is WaitFile returning an error. Events in path's directory wake it (inotify),
+// so it neither polls nor sleeps; monitors create their files by rename or by writing in
+// place, and both are seen.
+func AwaitFile(path string, timeout time.Duration, ready func([]byte) bool) ([]byte, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
-		t.Fatalf("inotify_init1: %v", err)
+		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "inotify")
 	defer f.Close()
 	dir := filepath.Dir(path)
 	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_MODIFY); err != nil {
-		t.Fatalf("inotify_add_watch %s: %v", dir, err)
+		return nil, fmt.Errorf("inotify_add_watch %s: %w", dir, err)
 	}
 	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	buf := make([]byte, 4096)
 	for {
 		if data, err := os.ReadFile(path); err == nil && (ready == nil || ready(data)) {
-			return data
+			return data, nil
 		}
 		if _, err := f.Read(buf); err != nil {
-			t.Fatalf("waiting for %s: %v (gave up after %v)", path, err, timeout)
+			data, _ := os.ReadFile(path)
+			return data, fmt.Errorf("waiting for %s: %v (gave up after %v; content %q)", path, err, timeout, Trunc(data))
 		}
 	}
 }

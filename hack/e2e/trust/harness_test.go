@@ -5,8 +5,6 @@ package trust
 // start pipe) or CRI-O's ExecSync fds (sync pipe, --sync).
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,14 +85,6 @@ func setup(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-}
-
-func newID() string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // ---- per-test world ----
@@ -319,14 +309,11 @@ func (w *world) mustCreate(id, bundle string, o launchOpts) *ctr {
 }
 
 // monitorCommand runs bin, in a private mount namespace with devDir over /dev when
-// devDir is set (so that /dev/log can be the test's socket without touching the host).
+// devDir is set (e2eutil.DevDir).
 func monitorCommand(bin string, argv []string, devDir string) *exec.Cmd {
-	var cmd *exec.Cmd
-	if devDir == "" {
-		cmd = exec.Command(bin, argv...)
-	} else {
-		script := `mount --rbind /dev/pts "$1/pts" && mount --rbind "$1" /dev && shift && exec "$@"`
-		cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", devDir, bin}, argv...)...)
+	cmd := exec.Command(bin, argv...)
+	if devDir != "" {
+		cmd = exec.Command("unshare", e2eutil.PrivateDevArgs(devDir, bin, argv)...)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return cmd
@@ -455,55 +442,4 @@ func readPid(path string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(string(data))
-}
-
-// devDir builds a minimal /dev (device nodes, /dev/pts mount point) with a datagram socket
-// as /dev/log, and returns the directory and the socket.
-func devDir(t *testing.T) (string, *os.File) {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "dev")
-	if err := os.MkdirAll(filepath.Join(dir, "pts"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, dev := range map[string][2]uint32{"null": {1, 3}, "zero": {1, 5}, "full": {1, 7},
-		"random": {1, 8}, "urandom": {1, 9}, "tty": {5, 0}} {
-		if err := unix.Mknod(filepath.Join(dir, name), unix.S_IFCHR|0o666, int(unix.Mkdev(dev[0], dev[1]))); err != nil {
-			t.Skipf("cannot make device nodes in %s: %v", dir, err)
-		}
-	}
-	for name, target := range map[string]string{"ptmx": "pts/ptmx", "fd": "/proc/self/fd",
-		"stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
-		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: filepath.Join(dir, "log")}); err != nil {
-		unix.Close(fd)
-		t.Fatal(err)
-	}
-	sock := os.NewFile(uintptr(fd), "syslog")
-	t.Cleanup(func() { sock.Close() })
-	return dir, sock
-}
-
-// syslogMessages returns the datagrams received so far: the launcher sends them before it
-// exits, so they are queued by the time it has been reaped.
-func syslogMessages(t *testing.T, sock *os.File) []string {
-	t.Helper()
-	var msgs []string
-	buf := make([]byte, 8192)
-	for {
-		if err := sock.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
-			t.Fatal(err)
-		}
-		n, err := sock.Read(buf)
-		if err != nil {
-			return msgs
-		}
-		msgs = append(msgs, string(buf[:n]))
-	}
 }

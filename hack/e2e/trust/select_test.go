@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // record is the trust record of trust-and-annotations.md §6.
@@ -93,8 +95,8 @@ func TestDecisionTable(t *testing.T) {
 				o.env = append(o.env, r.Replace(e))
 			}
 			var sock *os.File
-			o.devDir, sock = devDir(t)
-			id := newID()
+			o.devDir, sock = e2eutil.DevDir(t)
+			id := e2eutil.NewID()
 			c := w.mustCreate(id, w.bundle("bundle", tc.edit, "sh", "-c", "exit 3"), o)
 
 			want := r.Replace(tc.line)
@@ -103,7 +105,7 @@ func TestDecisionTable(t *testing.T) {
 			}
 			text := want[strings.Index(want, "]: ")+3:]
 			n := 0
-			for _, m := range syslogMessages(t, sock) {
+			for _, m := range e2eutil.SyslogMessages(t, sock) {
 				if strings.HasSuffix(m, ": "+text+"\n") && strings.Contains(m, id[:20]) {
 					n++
 				}
@@ -146,7 +148,7 @@ func TestSandboxWorkloadExec(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	flags := []string{"--runtime-untrusted", w.wrapper, "--trust-state-dir", w.stateDir}
-	infraID := newID()
+	infraID := e2eutil.NewID()
 	infra := w.mustCreate(infraID, w.bundle("infra", annotate("ContainerType", "sandbox", "TrustedSandbox", "false"), "sleep", "60"),
 		launchOpts{args: flags})
 	infra.start()
@@ -154,7 +156,7 @@ func TestSandboxWorkloadExec(t *testing.T) {
 		t.Errorf("infra record %+v: want untrusted, unprivileged, runtime %s, type sandbox", rec, w.wrapper)
 	}
 
-	wlID := newID()
+	wlID := e2eutil.NewID()
 	wl := w.mustCreate(wlID, w.bundle("workload", edits(
 		annotate("ContainerType", "container", "SandboxID", infraID),
 		setNamespace("network", "/proc/"+strconv.Itoa(infra.pid)+"/ns/net")), "sh", "-c", "exit 4"),
@@ -209,7 +211,7 @@ func TestUntrustedArgs(t *testing.T) {
 	w := newWorld(t)
 	root2 := filepath.Join(w.dir, "runc-untrusted")
 	flags := []string{"--runtime-untrusted", w.wrapper, "--trust-state-dir", w.stateDir, "--runtime-untrusted-arg", "--root=" + root2}
-	id := newID()
+	id := e2eutil.NewID()
 	c := w.mustCreate(id, w.bundle("bundle", annotate("TrustedSandbox", "false"), "sleep", "60"), launchOpts{args: flags, root: root2})
 	if got := w.wrapperLines("argv: "); len(got) != 1 || !strings.Contains(got[0], " --root="+root2+" ") || strings.Contains(got[0], w.root+" ") {
 		t.Errorf("untrusted create argv %q: want --root=%s instead of the --runtime-arg", got, root2)
@@ -253,7 +255,7 @@ func TestConfigErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			id := newID()
+			id := e2eutil.NewID()
 			c := w.create(id, bundle, launchOpts{args: []string{"--runtime-untrusted", w.wrapper, "--trust-state-dir", w.stateDir}})
 			want := "[conmon:e]: Cannot select runtime: " + cfg + ": "
 			if c.code != 1 || !c.syncEOF || !strings.HasPrefix(c.stderr, want) || !strings.Contains(strings.ToLower(c.stderr), strings.ToLower(tc.reason)) {
@@ -298,7 +300,7 @@ func TestBadTrustOptions(t *testing.T) {
 		{"untrusted runtime", launchOpts{args: []string{"--runtime-untrusted", "/nonexistent/kata"}},
 			"[conmon:e]: Untrusted runtime path /nonexistent/kata is not valid "},
 	} {
-		c := w.create(newID(), bundle, tc.o)
+		c := w.create(e2eutil.NewID(), bundle, tc.o)
 		ok := c.stderr == tc.stderr || !strings.HasSuffix(tc.stderr, "\n") && strings.HasPrefix(c.stderr, tc.stderr)
 		if c.code != 1 || !c.syncEOF || !ok {
 			t.Errorf("%s: launcher exit %d, sync EOF %v, stderr %q; want 1, EOF, %q", tc.name, c.code, c.syncEOF, c.stderr, tc.stderr)
@@ -314,13 +316,13 @@ func TestFeatureOff(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	w := newWorld(t)
-	dev, sock := devDir(t)
+	dev, sock := e2eutil.DevDir(t)
 	o := launchOpts{args: []string{"--trust-state-dir", w.stateDir}, env: []string{"CONMON_GO_TRUST_STATE_DIR=" + w.stateDir}, devDir: dev}
-	c := w.mustCreate(newID(), w.bundle("bundle", annotate("TrustedSandbox", "false"), "sh", "-c", "exit 2"), o)
+	c := w.mustCreate(e2eutil.NewID(), w.bundle("bundle", annotate("TrustedSandbox", "false"), "sh", "-c", "exit 2"), o)
 	if c.stderr != "" {
 		t.Errorf("launcher stderr %q, want nothing", c.stderr)
 	}
-	for _, m := range syslogMessages(t, sock) {
+	for _, m := range e2eutil.SyslogMessages(t, sock) {
 		t.Errorf("syslog message %q, want none", m)
 	}
 	assertNoRecords(t, w.stateDir, "after create")
@@ -334,7 +336,7 @@ func TestFeatureOff(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bad := w.create(newID(), bundle, o)
+	bad := w.create(e2eutil.NewID(), bundle, o)
 	if bad.code != 0 || bad.pid != -1 {
 		t.Errorf("malformed config.json without the feature: launcher exit %d, sync data %d; want 0 and -1 (runc's failure); stderr %q",
 			bad.code, bad.pid, bad.stderr)
