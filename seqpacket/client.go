@@ -1,6 +1,7 @@
 package seqpacket
 
 import (
+	"fmt"
 	"os"
 	"sync"
 	"syscall"
@@ -42,6 +43,7 @@ type client struct {
 	cond    sync.Cond // writer waits here for frames, flush or stop
 	space   sync.Cond // enqueue waits here for room in a full queue
 	sent    time.Time // last time the writer finished a send
+	mem     []byte    // clientMem bytes mapped for ring, sendBuf and recvBuf
 	ring    []byte
 	head    int
 	used    int
@@ -70,35 +72,34 @@ type client struct {
 	pfd     [1]unix.PollFd
 }
 
-// clientBufs are a client's preallocated buffers, about 330 KiB. The server keeps those of
-// a client that has gone for the next one: otherwise every connection would leave them as
-// garbage, which the collector first reclaims when the heap reaches its minimum goal of
-// 4 MB, and an idle monitor that once served a few attach sessions would hold that much.
-type clientBufs struct {
-	ring, send, recv []byte
-}
-
-const clientBufsSize = queueSize + maxFrame + recvSize
-
-func newClientBufs() *clientBufs {
-	return &clientBufs{ring: make([]byte, queueSize), send: make([]byte, maxFrame), recv: make([]byte, recvSize)}
-}
+// clientMem is the size of a client's buffers (queue, frame to send, datagram received),
+// mapped together outside the Go heap: they go back to the system the moment the client
+// has gone. On the heap, each session would leave some 330 KiB of garbage that the
+// collector only reclaims once the heap reaches its 4 MB minimum goal, which an idle
+// monitor that served a few attach sessions would then keep.
+const clientMem = queueSize + maxFrame + recvSize
 
 func newClient(s *Server, fd int) (*client, error) {
+	mem, err := unix.Mmap(-1, 0, clientMem, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("map attach client buffers: %w", err)
+	}
 	f := os.NewFile(uintptr(fd), "attach client")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		unix.Munmap(mem)
 		return nil, err
 	}
-	b := s.takeBufs()
 	c := &client{
 		s: s, fd: fd, f: f, rc: rc,
-		ring:    b.ring,
+		mem:     mem,
+		ring:    mem[:queueSize:queueSize],
 		refs:    2,
 		wdone:   make(chan struct{}),
-		sendBuf: b.send,
-		recvBuf: b.recv,
+		sendBuf: mem[queueSize : queueSize+maxFrame : queueSize+maxFrame],
+		recvBuf: mem[queueSize+maxFrame:],
 	}
 	c.cond.L = &c.mu
 	c.space.L = &c.mu
@@ -390,18 +391,20 @@ func (c *client) release() {
 		c.stopOutput()
 		c.s.forget(c)
 		c.f.Close()
-		c.giveBack()
+		c.unmap()
 		c.s.log.Debugf("Closing %d", c.fd)
 		c.s.clientGone()
 	}
 }
 
-// giveBack hands the buffers of a client whose goroutines have ended (or never ran) to
-// the server.
-func (c *client) giveBack() {
+// unmap returns the buffers of a client whose goroutines have ended (or never ran). A
+// Broadcast that still holds the client finds its output stopped and touches nothing.
+func (c *client) unmap() {
 	c.mu.Lock()
-	b := &clientBufs{ring: c.ring, send: c.sendBuf, recv: c.recvBuf}
-	c.ring, c.sendBuf, c.recvBuf = nil, nil, nil
+	mem := c.mem
+	c.mem, c.ring, c.sendBuf, c.recvBuf = nil, nil, nil, nil
 	c.mu.Unlock()
-	c.s.putBufs(b)
+	if mem != nil {
+		unix.Munmap(mem)
+	}
 }

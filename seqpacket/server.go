@@ -38,7 +38,6 @@ const (
 	maxPayload = 8192
 	maxFrame   = 1 + maxPayload
 	maxClients = 64
-	maxSpare   = 4         // client buffer sets kept for reuse
 	gcAfter    = 256 << 10 // bytes allocated since the last collection that make a client's end collect
 	recvSize   = 64 << 10  // conmon reads 32 KiB; engines send at most 32 KiB
 	backlog    = 10
@@ -76,9 +75,8 @@ type Server struct {
 	// read); later clients attach to a running stream and race with it anyway.
 	hadClient atomic.Bool
 
-	mu      sync.Mutex // guards clients, spare, started, closing
+	mu      sync.Mutex // guards clients, started, closing
 	clients [maxClients]*client
-	spare   []*clientBufs // of clients that went, for the next ones; at most maxSpare
 	// gcMu guards clientGone's view of the heap: cumulative bytes allocated, now and
 	// after the last collection it asked for (plus the buffers kept for reuse).
 	gcMu       sync.Mutex
@@ -250,7 +248,7 @@ func (s *Server) addClient(fd int) {
 	if s.closing || slot < 0 {
 		s.mu.Unlock()
 		c.f.Close()
-		c.giveBack()
+		c.unmap()
 		if slot < 0 {
 			s.log.Warnf("Too many attach clients (%d), closing new connection", maxClients)
 		}
@@ -282,23 +280,6 @@ func (s *Server) acceptPending(fd uintptr) {
 	}
 }
 
-// takeBufs returns spare buffers, or new ones.
-func (s *Server) takeBufs() *clientBufs {
-	s.mu.Lock()
-	if n := len(s.spare); n > 0 {
-		b := s.spare[n-1]
-		s.spare[n-1] = nil
-		s.spare = s.spare[:n-1]
-		s.mu.Unlock()
-		return b
-	}
-	s.mu.Unlock()
-	s.gcMu.Lock()
-	s.allocsAtGC += clientBufsSize // kept for reuse: not garbage
-	s.gcMu.Unlock()
-	return newClientBufs()
-}
-
 // clientGone runs when a client has gone. Once the connections have allocated gcAfter
 // bytes since the last collection, their garbage is collected now: the collector would
 // otherwise let it pile up to its minimum heap goal of 4 MB, which an idle monitor keeps
@@ -319,17 +300,6 @@ func (s *Server) clientGone() {
 		metrics.Read(s.allocs[:])
 		s.allocsAtGC = s.allocs[0].Value.Uint64()
 	}
-}
-
-// putBufs keeps b for a later client. A client is released a moment after its peer has
-// gone, so a client that reconnects at once overlaps with its predecessor: a few sets are
-// kept. Pages of a spare set that were never written cost no memory.
-func (s *Server) putBufs(b *clientBufs) {
-	s.mu.Lock()
-	if len(s.spare) < maxSpare {
-		s.spare = append(s.spare, b)
-	}
-	s.mu.Unlock()
 }
 
 func (s *Server) freeSlot() int {
