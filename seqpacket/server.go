@@ -78,7 +78,7 @@ type Server struct {
 	mu      sync.Mutex // guards clients, started, closing
 	clients [maxClients]*client
 	// gcMu guards clientGone's view of the heap: cumulative bytes allocated, now and
-	// after the last collection it asked for (plus the buffers kept for reuse).
+	// after the last collection it asked for.
 	gcMu       sync.Mutex
 	allocs     [1]metrics.Sample
 	allocsAtGC uint64
@@ -281,10 +281,11 @@ func (s *Server) acceptPending(fd uintptr) {
 }
 
 // clientGone runs when a client has gone. Once the connections have allocated gcAfter
-// bytes since the last collection, their garbage is collected now: the collector would
-// otherwise let it pile up to its minimum heap goal of 4 MB, which an idle monitor keeps
-// after enough attach sessions. The threshold spares the usual monitor with a few sessions
-// the collection's own cost (some 400 kB of its structures).
+// bytes since the last collection (about a kilobyte of garbage a session; the buffers are
+// not on the heap), their garbage is collected now: the collector would otherwise let it
+// pile up to its minimum heap goal of 4 MB, which an idle monitor keeps after enough
+// attach sessions. The threshold spares the usual monitor with a few sessions the first
+// collection's own cost (about 1 MB of collector metadata, kept for the process's life).
 func (s *Server) clientGone() {
 	s.mu.Lock()
 	closing := s.closing
