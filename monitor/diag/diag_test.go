@@ -269,3 +269,23 @@ func TestSyslogNeverBlocks(t *testing.T) {
 		t.Errorf("after the stall: %q", got)
 	}
 }
+
+// A panic of the syslog sender loses what was queued, not syslog: the next message
+// starts a new sender.
+func TestSyslogSenderPanic(t *testing.T) {
+	ProductionPanics(t)
+	InjectPanic(t, "syslog sender")
+	fd, path := listen(t)
+	l := New(Warning, nil, true, "cid", "")
+	toSocket(l, path)
+	l.Warnf("lost")
+	l.sys.Flush()
+	if Panicked() == "" {
+		t.Fatal("the injected panic did not happen")
+	}
+	l.Warnf("after")
+	got := sent(t, l, fd)
+	if len(got) != 1 || !strings.HasSuffix(got[0], "<nwarn>: after\n") {
+		t.Fatalf("after the sender's panic: %q", got)
+	}
+}

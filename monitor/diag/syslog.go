@@ -80,8 +80,13 @@ func (s *Syslog) Flush() bool {
 
 func (s *Syslog) sender(done chan struct{}) {
 	defer close(done)
-	defer Recover(nil, "syslog sender", nil) // later messages wait in the queue, then drop
 	var w *syslog.Writer
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
+	defer Recover(nil, "syslog sender", s.abandon)
 	for {
 		s.mu.Lock()
 		if len(s.queue) == 0 {
@@ -92,6 +97,7 @@ func (s *Syslog) sender(done chan struct{}) {
 		m := s.queue[0]
 		s.queue = s.queue[1:]
 		s.mu.Unlock()
+		PanicPoint("syslog sender")
 		if w == nil {
 			w = s.dial()
 		}
@@ -99,9 +105,14 @@ func (s *Syslog) sender(done chan struct{}) {
 			m.writeTo(w)
 		}
 	}
-	if w != nil {
-		w.Close()
-	}
+}
+
+// abandon drops the queue after a panic of the sender, so that the next message starts
+// a new one (the queued messages may be what made it panic).
+func (s *Syslog) abandon() {
+	s.mu.Lock()
+	s.queue, s.done = nil, nil
+	s.mu.Unlock()
 }
 
 // dial connects to the daemon, or returns nil when none listens.
