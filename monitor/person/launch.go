@@ -30,7 +30,7 @@ func (e *interrupted) Error() string { return "interrupted by " + unix.SignalNam
 // container's pid on the sync pipe. It returns the container's and the monitor's pids (the
 // monitor's also with an error, once known). A terminating signal on sigc abandons the
 // wait.
-func launch(argv, env []string, passthrough bool, conmonPidFile string, sigc <-chan os.Signal) (containerPid, monitorPid int, err error) {
+func launch(argv, env []string, conmonPidFile string, sigc <-chan os.Signal) (containerPid, monitorPid int, err error) {
 	syncR, syncW, err := socketpair("sync")
 	if err != nil {
 		return 0, 0, err
@@ -51,13 +51,9 @@ func launch(argv, env []string, passthrough bool, conmonPidFile string, sigc <-c
 		// Its own process group, as with podman: signals from the terminal are ours.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	// The launcher's complaints become our one-line error. With passthrough the container
-	// gets the launcher's stdio, which must be ours.
+	// The launcher's complaints become our one-line error.
 	var complaints bytes.Buffer
 	cmd.Stderr = &complaints
-	if passthrough {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	}
 	err = cmd.Start()
 	syncW.Close()
 	startR.Close()

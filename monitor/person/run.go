@@ -75,7 +75,7 @@ func Run(o RunOptions) (int, error) {
 	if err != nil {
 		return ExitCode(err), err
 	}
-	cpid, mpid, err := launch(c.monitorArgs(), c.rt.env, c.passthrough(), c.path("conmon.pid"), sigc)
+	cpid, mpid, err := launch(c.monitorArgs(), c.rt.env, c.path("conmon.pid"), sigc)
 	c.watch = newExitWatch([]string{c.path("exits/" + c.id), c.path("exit")}, mpid)
 	defer c.watch.close()
 	if err != nil {
@@ -101,6 +101,20 @@ func Run(o RunOptions) (int, error) {
 func prepare(o RunOptions) (*container, error) {
 	if (o.Bundle == "") == (o.Rootfs == "") {
 		return nil, fail("give either --bundle DIR or --rootfs DIR")
+	}
+	// The bundle is written into the state directory: its paths must not depend on ours.
+	for _, p := range []*string{&o.Bundle, &o.Rootfs} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, fail("%s: %w", *p, err)
+		}
+		*p = abs
+	}
+	if slices.ContainsFunc(o.LogPaths, func(p string) bool { return strings.SplitN(p, ":", 2)[0] == "passthrough" }) {
+		return nil, fail("-l passthrough hands the caller's stdio to the container, which engines do; run shows the output through the attach socket: use k8s-file or journald")
 	}
 	if o.Remove && o.Detach {
 		return nil, fail("--rm needs the foreground: after --detach nobody is left to remove the state directory")
@@ -129,10 +143,8 @@ func prepare(o RunOptions) (*container, error) {
 	if c.dir, err = filepath.Abs(c.dir); err != nil {
 		return nil, fail("state directory %s: %w", o.StateDir, err)
 	}
-	if o.Bundle != "" {
-		if b, err := filepath.Abs(o.Bundle); err == nil && b == c.dir {
-			return nil, fail("the state directory must not be the bundle %s", o.Bundle)
-		}
+	if o.Bundle == c.dir {
+		return nil, fail("the state directory must not be the bundle %s", o.Bundle)
 	}
 	if err := c.makeStateDir(); err != nil {
 		return nil, err
@@ -263,8 +275,6 @@ func (c *container) journaled() bool {
 	return ok
 }
 
-func (c *container) passthrough() bool { return slices.Contains(c.logPaths(), "passthrough") }
-
 // monitorArgs is the monitor's command line, podman's for `run`: the state directory is
 // the bundle and holds the pid files, the k8s-file log and the exit files.
 func (c *container) monitorArgs() []string {
@@ -325,7 +335,7 @@ func (c *container) target() string {
 // monitor becomes the unit's main process: it is the one that stays.
 func (c *container) startDetached(mpid int) (int, error) {
 	if err := c.rt.start(c.id); err != nil {
-		c.rt.delete(c.id, true)
+		c.discard()
 		return ExitFailure, fail("%w", err)
 	}
 	c.unit.ready(mpid)
@@ -340,14 +350,14 @@ func (c *container) startDetached(mpid int) (int, error) {
 func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error) {
 	conn, err := seqpacket.Dial(c.path("attach"))
 	if err != nil {
-		c.abandon()
+		c.discard()
 		return ExitFailure, fail("%w", err)
 	}
 	s := &session{conn: conn, keys: keys, mute: c.journaled(), noInput: true}
-	if c.o.Stdin && !c.passthrough() {
+	if c.o.Stdin {
 		if s.in, err = readInput(); err != nil {
 			conn.Close()
-			c.abandon()
+			c.discard()
 			return ExitFailure, err
 		}
 		defer s.in.stop()
@@ -355,7 +365,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 	term, err := openTerminal(c.terminal && s.in != nil)
 	if err != nil {
 		conn.Close()
-		c.abandon()
+		c.discard()
 		return ExitFailure, err
 	}
 	defer term.restore()
@@ -364,7 +374,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		if s.ctl, err = ctl.OpenWriter(c.dir); err != nil {
 			term.restore()
 			conn.Close()
-			c.abandon()
+			c.discard()
 			return ExitFailure, fail("%w", err)
 		}
 		defer s.ctl.Close()
@@ -373,7 +383,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 	if err := c.rt.start(c.id); err != nil {
 		term.restore()
 		conn.Close()
-		c.abandon()
+		c.discard()
 		return ExitFailure, fail("%w", err)
 	}
 	c.unit.ready(os.Getpid())
@@ -442,4 +452,12 @@ func (c *container) finish() (int, error) {
 func (c *container) abandon() {
 	c.unit.stopping()
 	c.rt.delete(c.id, true)
+}
+
+// discard abandons a container that never started and removes its state directory once
+// the monitor is gone: there is nothing in it to look at.
+func (c *container) discard() {
+	c.abandon()
+	c.watch.waitMonitor(exitTimeout)
+	c.removeState()
 }

@@ -43,6 +43,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"run", "--name", "../x", "--rootfs", rootfs, "--", "true"}, "invalid name"},
 		{[]string{"run", "--detach-keys", "ctrl-", "--rootfs", rootfs, "--state-dir", dir + "/st", "--", "true"}, "invalid detach key"},
 		{[]string{"run", "-l", "bogus:x", "--rootfs", rootfs, "--state-dir", dir + "/st", "--", "true"}, "No such log driver bogus"},
+		{[]string{"run", "-l", "passthrough", "--rootfs", rootfs, "--state-dir", dir + "/st", "--", "true"}, "-l passthrough"},
 		{[]string{"attach"}, "give one container"},
 		{[]string{"attach", regular}, "not a socket"},
 		{[]string{"attach", stream}, "not an attach socket"},

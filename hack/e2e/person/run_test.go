@@ -60,6 +60,25 @@ func TestRunQuietRemove(t *testing.T) {
 	}
 }
 
+// A relative --bundle or --rootfs is the caller's path, not one inside the state directory
+// the bundle is copied into.
+func TestRunRelativePaths(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	bundle := filepath.Dir(rootfs)
+	for _, tc := range []struct{ dir, flag, path string }{
+		{filepath.Dir(bundle), "--bundle", "./" + filepath.Base(bundle)},
+		{bundle, "--rootfs", "./" + filepath.Base(rootfs)},
+	} {
+		cmd := exec.Command(bin, "run", "-q", "--state-dir", stateDir(t), tc.flag, tc.path, "--", "sh", "-c", "exit 4")
+		cmd.Dir = tc.dir
+		out, err := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 4 {
+			t.Errorf("run %s %s in %s: exit %d, want 4 (%v): %s", tc.flag, tc.path, tc.dir, code, err, out)
+		}
+	}
+}
+
 // Piped stdin reaches the container with -i, and its end closes the container's stdin.
 func TestRunStdin(t *testing.T) {
 	setup(t)
