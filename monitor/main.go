@@ -69,6 +69,5 @@ func Main(args []string) int {
 		return daemonMain(args, v, signals)
 	}
 	signal.Ignore(launcherIgnored...)
-	signal.Notify(signals, launcherSignals...)
 	return launcherMain(args, signals)
 }

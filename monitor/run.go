@@ -91,14 +91,21 @@ func newMonitor(opts *cli.Options, log *diag.Printer, signals chan os.Signal, sy
 	return m
 }
 
-// run is the monitor proper (lifecycle.md §2, M2–M19). It returns the process exit status.
+// prepare takes the process-wide settings of M2 and M3 (lifecycle.md §2): neither
+// creates anything nor depends on the cgroups, so a daemon does it before its release.
+func (m *monitor) prepare() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return errors.New("Failed to set as subreaper: " + diag.Strerror(err))
+	}
+	m.spawner.lowerOOMScore(m.log)
+	return nil
+}
+
+// run is the monitor proper after prepare (lifecycle.md §2, M4–M19). It returns the
+// process exit status.
 func (m *monitor) run() int {
 	opts := m.opts
 	go m.signalLoop()
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return m.fail("Failed to set as subreaper: " + diag.Strerror(err))
-	}
-	m.spawner.lowerOOMScore(m.log)
 	m.runtimePath, m.runtimeArgs = opts.Runtime, opts.RuntimeArgs
 	if opts.Trust.Active {
 		d, err := selectRuntime(opts, m.log, false)
