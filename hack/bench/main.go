@@ -1,6 +1,7 @@
 // Command bench measures a monitor against the reference conmon, side by side in one run
-// (`make bench`): create latency, idle footprint, log throughput, exec-sync cost, one long
-// line and attach throughput, driven through conmon's CLI and fds as CRI-O does. Runs are
+// (`make bench`): create latency, idle footprint, log throughput, exec-sync cost, podman's
+// detached exec, one long line and attach throughput, driven through conmon's CLI and fds
+// as CRI-O (podman for the detached exec) does. Runs are
 // interleaved (monitor, reference, monitor, ...) so machine noise hits both; each figure
 // prints medians, the ratio monitor/reference and, where the issue sets one, its target.
 //
@@ -27,12 +28,13 @@ import (
 )
 
 const (
-	createPairs = 200
-	idleCount   = 10 // containers per monitor
-	logPairs    = 3
-	execPairs   = 100
-	linePairs   = 3
-	attachPairs = 2
+	createPairs     = 200 // rounds of floor + 2 monitors x 2 start-byte timings
+	idleCount       = 10  // containers per monitor
+	logPairs        = 3
+	execPairs       = 100
+	podmanExecPairs = 100 // rounds, as createPairs
+	linePairs       = 3
+	attachPairs     = 2
 
 	// 70 characters + '\n' = one 71-byte line.
 	line70    = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567"
@@ -55,7 +57,7 @@ type bench struct {
 func main() {
 	monPath := flag.String("monitor", "", "absolute path of the monitor under test (required)")
 	refPath := flag.String("reference", "/usr/bin/conmon", "reference monitor")
-	only := flag.String("only", "", "comma-separated figures to run: create,idle,log,exec,line,attach (default all)")
+	only := flag.String("only", "", "comma-separated figures to run: create,idle,log,exec,podman-exec,line,attach (default all)")
 	flag.Parse()
 	if err := execute(*monPath, *refPath, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -87,7 +89,8 @@ func execute(monPath, refPath, only string) error {
 	var b bench
 	figures := []figure{
 		{"create", b.createFigure}, {"idle", b.idleFigure}, {"log", b.logFigure},
-		{"exec", b.execFigure}, {"line", b.lineFigure}, {"attach", b.attachFigure},
+		{"exec", b.execFigure}, {"podman-exec", b.podmanExecFigure}, {"line", b.lineFigure},
+		{"attach", b.attachFigure},
 	}
 	for _, name := range strings.Split(only, ",") {
 		if name != "" && !slices.ContainsFunc(figures, func(f figure) bool { return f.name == name }) {
@@ -343,7 +346,10 @@ func elfKind(path string) (static, stripped bool, err error) {
 }
 
 // createFigure: exec of the monitor -> container pid on the sync pipe, against bare
-// `runc create`; every container is started and its exit file awaited.
+// `runc create`; every container is started and its exit file awaited. Each round runs
+// the floor and both monitors twice: with the start byte written at once (CRI-O, whose
+// cgroup move is quick) and after enginePause (podman's systemd scope over D-Bus), less
+// the pause.
 func (b *bench) createFigure() error {
 	tpl, err := b.e.template("true", "true")
 	if err != nil {
@@ -358,14 +364,14 @@ func (b *bench) createFigure() error {
 		d, err := b.e.bareCreate(r)
 		return []float64{d.Seconds()}, err
 	}
-	withMonitor := func(m *monitor) func() ([]float64, error) {
+	withMonitor := func(m *monitor, pause time.Duration) func() ([]float64, error) {
 		return func() ([]float64, error) {
 			r, err := b.e.newRun(m, tpl)
 			if err != nil {
 				return nil, err
 			}
 			defer b.e.destroy(r)
-			d, err := b.e.create(r)
+			d, err := b.e.create(r, pause)
 			if err != nil {
 				return nil, err
 			}
@@ -378,27 +384,42 @@ func (b *bench) createFigure() error {
 			return []float64{d.Seconds()}, nil
 		}
 	}
-	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0]), withMonitor(b.mons[1]))
-	fl := med(s[0], errs[0], 0)
+	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0], 0), withMonitor(b.mons[1], 0),
+		withMonitor(b.mons[0], enginePause), withMonitor(b.mons[1], enginePause))
 	x, y := med(s[1], errs[1], 0), med(s[2], errs[2], 0)
-	b.compare(fmt.Sprintf("create latency, exec -> pid (%d pairs)", createPairs), x, y, ms, nil)
+	b.compare(fmt.Sprintf("create latency, exec -> pid (%d rounds)", createPairs), x, y, ms, nil)
+	fl := med(s[0], errs[0], 0)
 	b.rows = append(b.rows, row{name: "bare runc create (floor)", a: fl.cell(ms), b: fl.cell(ms)})
-	// Overhead: the median of each round's difference to that round's floor, so that
-	// slow and fast moments of the machine cancel out.
-	over := func(j int) metric {
-		if errs[j] != nil || errs[0] != nil {
-			return metric{err: errors.Join(errs[j], errs[0])}
+	b.overheadRows("create", "", s, errs, 1, 2)
+	b.overheadRows("create", pauseLabel, s, errs, 3, 4)
+	return nil
+}
+
+// enginePause stands for the engine's work between the launcher's exec and the start
+// byte (the cgroup move); pauseLabel names the rows measured with it.
+const (
+	enginePause = 5 * time.Millisecond
+	pauseLabel  = ", start byte after 5 ms"
+)
+
+// overheadRows adds, for a figure whose rounds ran the floor (column 0) and the two
+// monitors (columns i, j), the overhead over the floor with its target and the per-round
+// difference monitor - reference. The overhead is the median of each round's difference
+// to that round's floor, so that slow and fast moments of the machine cancel out.
+func (b *bench) overheadRows(what, variant string, s [][][]float64, errs []error, i, j int) {
+	over := func(k int) metric {
+		if errs[k] != nil || errs[0] != nil {
+			return metric{err: errors.Join(errs[k], errs[0])}
 		}
-		d := make([]float64, min(len(s[j]), len(s[0])))
-		for i := range d {
-			d[i] = s[j][i][0] - s[0][i][0]
+		d := make([]float64, min(len(s[k]), len(s[0])))
+		for n := range d {
+			d[n] = s[k][n][0] - s[0][n][0]
 		}
 		return metric{v: median(d)}
 	}
-	b.compare("create overhead over bare runc", over(1), over(2), ms,
+	b.compare(what+" overhead over bare runc"+variant, over(i), over(j), ms,
 		relative("<= ref (spec: <= 5 ms)", func(a, r float64) bool { return a <= r }))
-	b.differenceRow("create, monitor - reference per round", s[1], s[2], errs[1], errs[2])
-	return nil
+	b.differenceRow(what+", monitor - reference per round"+variant, s[i], s[j], errs[i], errs[j])
 }
 
 // idleFigure: 10 sleeping containers per monitor, started interleaved, measured together.
@@ -429,7 +450,7 @@ func (b *bench) idleFigure() error {
 			r, err := b.e.newRun(m, tpl)
 			if err == nil {
 				runs[j] = append(runs[j], r)
-				if _, err = b.e.create(r); err == nil {
+				if _, err = b.e.create(r, 0); err == nil {
 					err = b.e.runcCmd(r, "start", r.id)
 				}
 			}
@@ -508,7 +529,7 @@ func (b *bench) createdRun(m *monitor, tpl string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.e.create(r); err != nil {
+	if _, err := b.e.create(r, 0); err != nil {
 		b.e.destroy(r)
 		return nil, err
 	}
@@ -614,6 +635,56 @@ func (b *bench) execFigure() error {
 	b.compare(fmt.Sprintf("exec-sync `true`, wall (%d pairs)", execPairs), med(s[0], errs[0], 0), med(s[1], errs[1], 0),
 		ms, relative("<= ref", func(a, r float64) bool { return a <= r }))
 	b.differenceRow("exec-sync, monitor - reference per round", s[0], s[1], errs[0], errs[1])
+	return nil
+}
+
+// podmanExecFigure: `podman exec -d` of `true` (API 1, --exec-attach, a daemonised
+// monitor): exec of the monitor -> exec pid on the sync pipe, against bare `runc exec
+// --detach`, with the start byte at once and after enginePause (podman moves the exec's
+// launcher into the container's monitor cgroup too), less the pause.
+func (b *bench) podmanExecFigure() error {
+	tpl, err := b.e.template("sleep", "sleep", "3600")
+	if err != nil {
+		return err
+	}
+	target, err := b.e.newRun(nil, tpl)
+	if err != nil {
+		return err
+	}
+	defer b.e.destroy(target)
+	if err := b.e.track(target); err != nil {
+		return err
+	}
+	if err := b.e.runcCmd(target, "run", "-d", "--bundle", target.bundle, target.id); err != nil {
+		return err
+	}
+	floor := func() ([]float64, error) {
+		r, err := b.e.newRun(nil, "")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(r.dir)
+		d, err := b.e.bareExec(r, target)
+		return []float64{d.Seconds()}, err
+	}
+	one := func(m *monitor, pause time.Duration) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, "")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(r.dir)
+			d, err := b.e.podmanExec(r, target, pause)
+			return []float64{d.Seconds()}, err
+		}
+	}
+	s, errs := interleave(podmanExecPairs, floor, one(b.mons[0], 0), one(b.mons[1], 0),
+		one(b.mons[0], enginePause), one(b.mons[1], enginePause))
+	fl := med(s[0], errs[0], 0)
+	b.rows = append(b.rows, row{name: fmt.Sprintf("bare runc exec --detach (floor, %d rounds)", podmanExecPairs),
+		a: fl.cell(ms), b: fl.cell(ms)})
+	b.overheadRows("podman exec -d", "", s, errs, 1, 2)
+	b.overheadRows("podman exec -d", pauseLabel, s, errs, 3, 4)
 	return nil
 }
 
