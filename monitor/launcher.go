@@ -53,19 +53,13 @@ func launcherMain(args []string, signals chan os.Signal) int {
 	startFD, startPresent, startErr := parseFDEnv("_OCI_STARTPIPE")
 	var early *daemon
 	if startPresent && startErr == nil && !opts.Sync {
-		// Only --exec-attach's monitor reads the start pipe (its second byte).
-		skip := startFD
-		if opts.ExecAttach {
-			skip = -1
-		}
-		// A failure here is not reported: the fallback below starts the monitor again
-		// and reports what still fails then.
-		early, _ = startDaemon(args, opts.Logs.Passthrough, skip)
+		early = startEarly(args, opts, startFD)
 	}
 	defer early.kill()
-	// After the fork, which thereby comes sooner: these are caught signals, which the
-	// monitor would not inherit anyway.
-	signal.Notify(signals, launcherSignals...)
+	// Each signal.Notify is a round trip to another thread: it runs beside the rest. A
+	// signal that comes before it is done ends the process by its default action, as
+	// before the runtime's start-up was over.
+	go signal.Notify(signals, launcherSignals...)
 	log := diag.New(opts.Level, os.Stderr, opts.Syslog, opts.CID, opts.LogTag)
 	if opts.Logs.HasK8s {
 		// Created here so that a bad path reaches the caller (cli.md §4 step 19).
@@ -194,7 +188,27 @@ func readStartPipe(fd int) error {
 // daemon is a monitor started by startDaemon that waits for its release.
 type daemon struct {
 	pid       int
-	handshake int // write end of the handshake pipe; -1 once released or killed
+	handshake int    // write end of the handshake pipe; -1 once released or killed
+	pidFile   string // the conmon pid file, once written with pid
+}
+
+// startEarly starts the monitor before the start byte and writes the conmon pid file
+// meanwhile; nil when either fails, with nothing left (the launcher then starts the
+// monitor after the byte and reports what still fails).
+func startEarly(args []string, opts *cli.Options, startFD int) *daemon {
+	skip := startFD
+	if opts.ExecAttach {
+		skip = -1 // its monitor reads the start pipe's second byte
+	}
+	d, err := startDaemon(args, opts.Logs.Passthrough, skip)
+	if err != nil {
+		return nil
+	}
+	if err := d.writePidFile(opts.ConmonPidfile); err != nil {
+		d.kill()
+		return nil
+	}
+	return d
 }
 
 // startDaemon starts the monitor as a new session by re-executing /proc/self/exe with the
@@ -256,10 +270,23 @@ func startDaemon(args []string, passthrough bool, skipFD int) (*daemon, error) {
 	return &daemon{pid: pid, handshake: hs[1]}, nil
 }
 
-// release writes the conmon pid file (if asked for) and lets the monitor run.
+// writePidFile writes the monitor's pid to path (-P), unless path is "".
+func (d *daemon) writePidFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := exitfile.WritePid(path, d.pid); err != nil {
+		return err
+	}
+	d.pidFile = path
+	return nil
+}
+
+// release writes the conmon pid file (if asked for and not yet done) and lets the
+// monitor run.
 func (d *daemon) release(pidFile string, log *diag.Printer) int {
-	if pidFile != "" {
-		if err := exitfile.WritePid(pidFile, d.pid); err != nil {
+	if d.pidFile == "" {
+		if err := d.writePidFile(pidFile); err != nil {
 			d.kill()
 			log.Errorf("Failed to write conmon pidfile: %s", describe(err))
 			return 1
@@ -275,8 +302,9 @@ func (d *daemon) release(pidFile string, log *diag.Printer) int {
 	return 0
 }
 
-// kill ends a monitor that was not released and reaps it; it has started nothing and
-// written nothing yet. No-op on nil or after release.
+// kill ends a monitor that was not released, reaps it and removes the pid file written
+// for it; the monitor has started nothing and written nothing yet. No-op on nil or after
+// release.
 func (d *daemon) kill() {
 	if d == nil || d.handshake < 0 {
 		return
@@ -286,8 +314,11 @@ func (d *daemon) kill() {
 	unix.Kill(d.pid, unix.SIGKILL)
 	for {
 		if _, err := unix.Wait4(d.pid, nil, 0, nil); err != unix.EINTR {
-			return
+			break
 		}
+	}
+	if d.pidFile != "" {
+		unix.Unlink(d.pidFile)
 	}
 }
 
@@ -319,7 +350,11 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 		verr = m.prepare()
 	}
 	if !awaitRelease(hs) {
-		return 1 // the launcher gave up or died
+		// The launcher gave up or died; the pid file it wrote early names this process.
+		if data, err := os.ReadFile(opts.ConmonPidfile); err == nil && string(data) == strconv.Itoa(os.Getpid()) {
+			os.Remove(opts.ConmonPidfile)
+		}
+		return 1
 	}
 	if verr != nil {
 		return m.fail(verr.Error())

@@ -234,7 +234,8 @@ func TestCgroupPlacementFallback(t *testing.T) {
 
 // The engine kills the launcher between the two starts (after the monitor was started,
 // before the start byte): the monitor exits at once and leaves no process and no file,
-// whether it was still starting or already waiting for its release.
+// not even the conmon pid file the launcher wrote for it, whether it was still starting
+// or already waiting for its release.
 func TestLauncherKilledBeforeStartByte(t *testing.T) {
 	setup(t)
 	requireConmonGo(t)
@@ -244,10 +245,18 @@ func TestLauncherKilledBeforeStartByte(t *testing.T) {
 			c := newContainer(t, bundleOpts{}, "true")
 			m := startMonitor(t, podmanStyle.spec(c))
 			early := waitChild(t, m.cmd.Process.Pid)
+			// The launcher writes the pid file as soon as the monitor runs; the monitor
+			// then needs about as long again to start.
+			deadline := time.Now().Add(10 * time.Second)
+			for pid, _ := readPidFile(c.conmonPid); pid != early; pid, _ = readPidFile(c.conmonPid) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no conmon pid file naming %d within 10 s", early)
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
 			if waiting {
 				// It waits for its release on the Go runtime's poller, which its first
 				// non-blocking fd (the handshake pipe) creates.
-				deadline := time.Now().Add(10 * time.Second)
 				for !hasEpoll(early) {
 					if time.Now().After(deadline) {
 						t.Fatalf("monitor %d did not start waiting within 10 s", early)
