@@ -311,9 +311,23 @@ func (m *monitor) runtimeArgv() []string {
 	return append(argv, opts.CID)
 }
 
-type runtimeResult struct {
-	ws  unix.WaitStatus
-	err error
+// waitRuntime returns the runtime's wait status. Its exit makes the pidfd readable, and
+// the runtime's poller wakes the goroutine waiting for that on the thread that polls:
+// SIGCHLD would take the way through the signal thread, the signal loop and two more
+// threads. The reaper collects the status either way.
+func (m *monitor) waitRuntime(rt lockedChild) unix.WaitStatus {
+	exited := m.reaper.wait(rt.pid)
+	if rt.pidfd < 0 {
+		return <-exited
+	}
+	defer unix.Close(rt.pidfd)
+	select {
+	case ws := <-exited:
+		return ws
+	case <-watchPidfd(rt.pidfd):
+		m.reaper.reap()
+		return <-exited
+	}
 }
 
 // runRuntime starts the runtime, runs setup (if any) meanwhile, waits for the runtime
@@ -328,24 +342,18 @@ func (m *monitor) runRuntime(setup func() error) int {
 			files[i] = f.Fd()
 		}
 	}
-	done := make(chan runtimeResult, 1)
-	started := make(chan error, 1)
 	m.mu.Lock()
 	m.runtimeStarted = true
 	m.mu.Unlock()
-	go func() {
-		ws, err := m.spawner.runLocked(child{argv: argv, env: os.Environ(), files: files, setpgid: true},
-			func(pid int, err error) {
-				m.mu.Lock()
-				m.runtimePid = pid
-				m.mu.Unlock()
-				started <- err
-			})
-		done <- runtimeResult{ws, err}
-	}()
-	if err := <-started; err != nil {
+	rt, err := m.spawner.startLocked(child{argv: argv, env: os.Environ(), files: files, setpgid: true})
+	if err != nil {
 		return m.finishFailed("Failed to fork runtime: " + diag.Strerror(err))
 	}
+	m.mu.Lock()
+	m.runtimePid = rt.pid
+	m.mu.Unlock()
+	done := make(chan unix.WaitStatus, 1)
+	go func() { done <- m.waitRuntime(rt) }()
 	if opts.Logs.Passthrough {
 		redirectStdio()
 	}
@@ -366,12 +374,12 @@ func (m *monitor) runRuntime(setup func() error) int {
 	if setup != nil {
 		setupErr = setup()
 	}
-	res := <-done
+	ws := <-done
 	close(runtimeDone)
 	m.mu.Lock()
 	m.runtimePid = 0
 	m.mu.Unlock()
-	runtimeOK := res.ws.Exited() && res.ws.ExitStatus() == 0
+	runtimeOK := ws.Exited() && ws.ExitStatus() == 0
 	if setupErr != nil {
 		return m.abortCreated(setupErr.Error(), termCh)
 	}
@@ -390,7 +398,7 @@ func (m *monitor) runRuntime(setup func() error) int {
 	}
 	var stderrText string
 	if !runtimeOK {
-		status := statusCode(res.ws)
+		status := statusCode(ws)
 		stderrText = m.runtimeStderr()
 		if stderrText != "" {
 			m.log.Warnf("runtime stderr: %s", stderrText)
@@ -415,7 +423,8 @@ func (m *monitor) runRuntime(setup func() error) int {
 		}
 		return m.finishFailed(stderrText)
 	}
-	return m.superviseContainer(pid)
+	// The thread that started the runtime goes once the pid is out, off the create path.
+	return m.superviseContainer(pid, rt.release)
 }
 
 // abortCreated reports a setup failure that happened while the runtime ran: conmon would

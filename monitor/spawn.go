@@ -70,6 +70,8 @@ type child struct {
 	// process inherits it, so -T can kill exactly that tree (lifecycle.md §15) without
 	// ever hitting the monitor's own group.
 	setpgid bool
+	// pidfd, if not nil, receives a pidfd of the child (CLONE_PIDFD), or -1.
+	pidfd *int
 }
 
 // start forks and execs c and returns its pid. A trampoline is used when the environment
@@ -97,6 +99,7 @@ func (s *spawner) start(c child) (int, error) {
 		attr.Sys.Pdeathsig = syscall.SIGKILL
 	}
 	attr.Sys.Setpgid = c.setpgid
+	attr.Sys.PidFD = c.pidfd
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.oomLowered {
@@ -106,19 +109,44 @@ func (s *spawner) start(c child) (int, error) {
 	return syscall.ForkExec(path, argv, attr)
 }
 
-// runLocked starts c with PDEATHSIG on a thread that stays locked until the child has been
-// reaped, and returns its wait status. started receives the pid (or the start error).
-// The thread stays locked: the caller's goroutine must end soon after, and Go then ends
-// the thread with it rather than keeping it idle for the rest of the monitor's life.
-func (s *spawner) runLocked(c child, started func(pid int, err error)) (unix.WaitStatus, error) {
-	runtime.LockOSThread()
-	c.pdeathsig = true
-	pid, err := s.start(c)
-	started(pid, err)
-	if err != nil {
-		return 0, err
+// lockedChild is a child started by startLocked.
+type lockedChild struct {
+	pid   int
+	pidfd int // readable once the child exited; -1 if the kernel gave none
+	// release ends the locked thread once the child has been reaped, and returns when
+	// its goroutine has ended.
+	release func()
+}
+
+// startLocked starts c with PDEATHSIG from a thread that stays locked until release. The
+// thread's goroutine then ends while locked, and Go ends the thread with it rather than
+// keeping it idle for the rest of the monitor's life.
+func (s *spawner) startLocked(c child) (lockedChild, error) {
+	type result struct {
+		lc  lockedChild
+		err error
 	}
-	return <-s.reaper.wait(pid), nil
+	started := make(chan result, 1)
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		runtime.LockOSThread()
+		c.pdeathsig = true
+		lc := lockedChild{pidfd: -1, release: func() {
+			close(done)
+			<-ended
+		}}
+		c.pidfd = &lc.pidfd
+		var err error
+		lc.pid, err = s.start(c)
+		started <- result{lc, err}
+		if err == nil {
+			<-done
+		}
+	}()
+	r := <-started
+	return r.lc, r.err
 }
 
 // idleThreads is what an idle monitor needs: one thread to run goroutines, sysmon, and the
