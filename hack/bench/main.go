@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -71,6 +73,11 @@ func execute(monPath, refPath, only string) error {
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: the containers run under runc")
+	}
+	// The monitors get only the fds an engine gives them, not what the bench inherited
+	// (a monitor passes every inherited fd on, at its number, to its daemon and runtime).
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close_range: %w", err)
 	}
 	runc, err := exec.LookPath("runc")
 	if err != nil {

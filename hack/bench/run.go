@@ -37,9 +37,11 @@ type env struct {
 	mkbundle string
 	rootfs   string // shared read-only busybox rootfs
 	sockDir  string // --socket-dir-path
-	// monitorCgroup is where launchers started with a pause are moved, in every
-	// hierarchy, as podman does with cgroupfs; nil if it could not be made.
-	monitorCgroup *e2eutil.Placement
+	// The bench runs in benchCgroup; launchers started with a pause are moved into
+	// monitorCgroup, a sibling, in every hierarchy, as podman does with cgroupfs. Both
+	// are nil if they could not be made. Siblings, so that the CPU share of the runs
+	// does not depend on the variant.
+	benchCgroup, monitorCgroup *e2eutil.Placement
 
 	mu     sync.Mutex
 	seq    int
@@ -76,12 +78,19 @@ func newEnv(runc, mkbundle string) (*env, error) {
 		return e, fmt.Errorf("%s %s: %v: %s", mkbundle, base, err, strings.TrimSpace(string(out)))
 	}
 	e.rootfs = filepath.Join(base, "rootfs")
-	p, err := e2eutil.NewPlacement(fmt.Sprintf("conmon-bench-%d/conmon", os.Getpid()),
-		func(e2eutil.Hierarchy) bool { return true })
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: no monitor cgroup, the pause is only a pause: %v\n", err)
+	every := func(e2eutil.Hierarchy) bool { return true }
+	bench, err := e2eutil.NewPlacement(fmt.Sprintf("conmon-bench-%d", os.Getpid()), every)
+	if err == nil {
+		if err = bench.Move(os.Getpid()); err == nil {
+			e.benchCgroup = bench
+			e.monitorCgroup, err = e2eutil.NewPlacement(fmt.Sprintf("conmon-bench-%d-monitor", os.Getpid()), every)
+		} else {
+			bench.Remove()
+		}
 	}
-	e.monitorCgroup = p
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no cgroups of its own, the pause is only a pause: %v\n", err)
+	}
 	return e, nil
 }
 
@@ -545,10 +554,15 @@ func (e *env) cleanup() {
 	for _, r := range runs {
 		e.destroy(r)
 	}
-	if e.monitorCgroup != nil {
-		if err := e.monitorCgroup.Remove(); err != nil {
+	if e.benchCgroup != nil {
+		err := errors.Join(e.benchCgroup.Leave(os.Getpid()), e.benchCgroup.Remove())
+		if e.monitorCgroup != nil {
+			err = errors.Join(err, e.monitorCgroup.Remove())
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: cleanup:", err)
 		}
+		e.benchCgroup, e.monitorCgroup = nil, nil
 	}
 	if err := os.RemoveAll(e.work); err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "bench: cleanup:", err)

@@ -157,6 +157,19 @@ func (p *Placement) Move(pid int) error {
 	return nil
 }
 
+// Leave moves the process back into the cgroups the placement was made in.
+func (p *Placement) Leave(pid int) error {
+	for i, h := range p.hs {
+		if !p.chosen[i] {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(h.Dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Want is /proc/<pid>/cgroup of a process in the placement.
 func (p *Placement) Want() []string {
 	var lines []string
