@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -183,11 +184,18 @@ func (p *Placement) Want() []string {
 	return lines
 }
 
-// Remove removes the cgroups created, innermost first; they must be empty by now.
+// Remove removes the cgroups created, innermost first. Processes killed just before may
+// still be leaving them: a busy cgroup is tried again for up to two seconds.
 func (p *Placement) Remove() error {
 	var errs []error
+	deadline := time.Now().Add(2 * time.Second)
 	for i := len(p.made) - 1; i >= 0; i-- {
-		if err := unix.Rmdir(p.made[i]); err != nil {
+		err := unix.Rmdir(p.made[i])
+		for err == unix.EBUSY && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			err = unix.Rmdir(p.made[i])
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("rmdir %s: %w", p.made[i], err))
 		}
 	}
