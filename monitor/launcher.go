@@ -56,6 +56,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		early = startEarly(args, opts, startFD)
 	}
 	defer early.kill()
+	signal.Ignore(launcherIgnored...)
 	// Each signal.Notify is a round trip to another thread: it runs beside the rest. A
 	// signal that comes before it is done ends the process by its default action, as
 	// before the runtime's start-up was over.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
 	"time"
@@ -311,6 +312,14 @@ func (m *monitor) runtimeArgv() []string {
 	return append(argv, opts.CID)
 }
 
+// catchSignals takes the monitor's signals (handledSignals) from Go's default actions,
+// unless that is done already (--sync). The monitor does it once the runtime runs, off
+// the create path: until it reports the pid no one but the launcher knows it, and the
+// runtime's exit is seen through its pidfd. It is done before the pid is reported.
+func (m *monitor) catchSignals() {
+	signal.Notify(m.signals, handledSignals...)
+}
+
 // waitRuntime returns the runtime's wait status. Its exit makes the pidfd readable, and
 // the runtime's poller wakes the goroutine waiting for that on the thread that polls:
 // SIGCHLD would take the way through the signal thread, the signal loop and two more
@@ -342,6 +351,12 @@ func (m *monitor) runRuntime(setup func() error) int {
 			files[i] = f.Fd()
 		}
 	}
+	// Signals inherited as ignored would stay ignored in the runtime and the container.
+	for _, sig := range []os.Signal{unix.SIGHUP, unix.SIGPIPE} {
+		if signal.Ignored(sig) {
+			signal.Notify(m.signals, sig)
+		}
+	}
 	m.mu.Lock()
 	m.runtimeStarted = true
 	m.mu.Unlock()
@@ -352,6 +367,7 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.mu.Lock()
 	m.runtimePid = rt.pid
 	m.mu.Unlock()
+	m.catchSignals()
 	done := make(chan unix.WaitStatus, 1)
 	go func() { done <- m.waitRuntime(rt) }()
 	if opts.Logs.Passthrough {
