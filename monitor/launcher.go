@@ -57,10 +57,15 @@ func launcherMain(args []string, signals chan os.Signal) int {
 	}
 	defer early.kill()
 	signal.Ignore(launcherIgnored...)
-	// Each signal.Notify is a round trip to another thread: it runs beside the rest. A
-	// signal that comes before it is done ends the process by its default action, as
-	// before the runtime's start-up was over.
-	go signal.Notify(signals, launcherSignals...)
+	// SIGTERM, SIGINT and SIGQUIT end the launcher with status 1 while it waits for the
+	// start byte. signal.Notify costs three round trips to another thread and starts
+	// three threads, so it runs beside the rest, and not at all when the byte is there
+	// already (CRI-O writes it at once): then the launcher is done in a moment, and the
+	// early monitor, starting meanwhile, needs the CPU. A signal before Notify ends the
+	// process by its default action, as during the Go runtime's start-up.
+	if !startPresent || !readable(startFD) {
+		go signal.Notify(signals, launcherSignals...)
+	}
 	log := diag.New(opts.Level, os.Stderr, opts.Syslog, opts.CID, opts.LogTag)
 	if opts.Logs.HasK8s {
 		// Created here so that a bad path reaches the caller (cli.md §4 step 19).
@@ -170,6 +175,18 @@ func exitOnTermination(signals chan os.Signal) (stop func()) {
 	return func() {
 		close(done)
 		<-finished
+	}
+}
+
+// readable reports whether a read of fd would not block, without changing the flags of
+// the engine's fd.
+func readable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err != unix.EINTR {
+			return err == nil && n > 0
+		}
 	}
 }
 

@@ -453,7 +453,15 @@ func (m *monitor) abortCreated(message string, termCh <-chan termResult) int {
 		}
 	}
 	if pid, err := readPidFile(m.opts.ContainerPidfile); err == nil {
+		// The engine looks at the container as soon as it reads the failure: it is gone
+		// by then. The runtime has exited, so the container is the monitor's child.
+		exited := m.reaper.wait(pid)
 		unix.Kill(pid, unix.SIGKILL)
+		select {
+		case <-exited:
+		case <-time.After(timeoutReap):
+			m.log.Warnf("killed container %d not reaped within %v", pid, timeoutReap)
+		}
 	}
 	return m.finishFailed(message)
 }
