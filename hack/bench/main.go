@@ -610,21 +610,30 @@ func (b *bench) logFigure() error {
 	return nil
 }
 
-// execFigure: CRI-O ExecSync of `true` into a container started with bare runc.
-func (b *bench) execFigure() error {
+// sleepingContainer runs a container of `sleep 3600` with bare runc, to exec into; the
+// caller destroys it (also when err is not nil).
+func (b *bench) sleepingContainer() (*run, error) {
 	tpl, err := b.e.template("sleep", "sleep", "3600")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	target, err := b.e.newRun(nil, tpl)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer b.e.destroy(target)
 	if err := b.e.track(target); err != nil {
-		return err
+		return target, err
 	}
-	if err := b.e.runcCmd(target, "run", "-d", "--bundle", target.bundle, target.id); err != nil {
+	return target, b.e.runcCmd(target, "run", "-d", "--bundle", target.bundle, target.id)
+}
+
+// execFigure: CRI-O ExecSync of `true` into a container started with bare runc.
+func (b *bench) execFigure() error {
+	target, err := b.sleepingContainer()
+	if target != nil {
+		defer b.e.destroy(target)
+	}
+	if err != nil {
 		return err
 	}
 	one := func(m *monitor) func() ([]float64, error) {
@@ -650,19 +659,11 @@ func (b *bench) execFigure() error {
 // --detach`, with the start byte at once and after enginePause (podman moves the exec's
 // launcher into the container's monitor cgroup too), less the pause.
 func (b *bench) podmanExecFigure() error {
-	tpl, err := b.e.template("sleep", "sleep", "3600")
+	target, err := b.sleepingContainer()
+	if target != nil {
+		defer b.e.destroy(target)
+	}
 	if err != nil {
-		return err
-	}
-	target, err := b.e.newRun(nil, tpl)
-	if err != nil {
-		return err
-	}
-	defer b.e.destroy(target)
-	if err := b.e.track(target); err != nil {
-		return err
-	}
-	if err := b.e.runcCmd(target, "run", "-d", "--bundle", target.bundle, target.id); err != nil {
 		return err
 	}
 	floor := func() ([]float64, error) {

@@ -71,6 +71,18 @@ func checkCgroups(t *testing.T, who string, got, want []string) {
 	}
 }
 
+// checkPlaced checks that the monitor and the runtime it started (its /proc/self/cgroup
+// in record) are in the placement, and that the container then runs to its end.
+func checkPlaced(t *testing.T, c *container, p *e2eutil.Placement, monitorPid int, record string) {
+	t.Helper()
+	checkCgroups(t, "monitor", readLines(t, "/proc/"+strconv.Itoa(monitorPid)+"/cgroup"), p.Want())
+	checkCgroups(t, "runtime", readLines(t, record), p.Want())
+	c.start()
+	if got := string(waitFile(t, c.exitFile(), 10*time.Second, false)); got != "0" {
+		t.Errorf("exit file %q, want 0", got)
+	}
+}
+
 // recordingRuntime is a runtime that writes its /proc/self/cgroup to record and then
 // becomes runc.
 func recordingRuntime(t *testing.T, dir string) (runtime, record string) {
@@ -170,12 +182,7 @@ func TestCgroupPlacementEngineStyles(t *testing.T) {
 			if monitorPid != early {
 				t.Errorf("conmon pid file names %d, want %d, the monitor started before the start byte", monitorPid, early)
 			}
-			checkCgroups(t, "monitor", readLines(t, "/proc/"+strconv.Itoa(monitorPid)+"/cgroup"), p.Want())
-			checkCgroups(t, "runtime", readLines(t, record), p.Want())
-			c.start()
-			if got := string(waitFile(t, c.exitFile(), 10*time.Second, false)); got != "0" {
-				t.Errorf("exit file %q, want 0", got)
-			}
+			checkPlaced(t, c, p, monitorPid, record)
 		})
 	}
 }
@@ -224,12 +231,7 @@ func TestCgroupPlacementFallback(t *testing.T) {
 	if pidAlive(early) {
 		t.Errorf("the monitor started before the start byte (%d) is still running", early)
 	}
-	checkCgroups(t, "monitor", readLines(t, "/proc/"+strconv.Itoa(monitorPid)+"/cgroup"), p.Want())
-	checkCgroups(t, "runtime", readLines(t, record), p.Want())
-	c.start()
-	if got := string(waitFile(t, c.exitFile(), 10*time.Second, false)); got != "0" {
-		t.Errorf("exit file %q, want 0", got)
-	}
+	checkPlaced(t, c, p, monitorPid, record)
 }
 
 // The engine kills the launcher between the two starts (after the monitor was started,

@@ -53,13 +53,14 @@ func OwnHierarchies() ([]Hierarchy, error) {
 	}
 	var hs []Hierarchy
 	for _, line := range lines {
-		key, p, ok := cutLast(line)
-		if !ok {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
 			return nil, fmt.Errorf("/proc/self/cgroup: malformed line %q", line)
 		}
+		key, p := f[0]+":"+f[1], f[2]
 		h := Hierarchy{Key: key, Path: p}
-		if c := key[strings.IndexByte(key, ':')+1:]; c != "" {
-			h.Controllers = strings.Split(c, ",")
+		if f[1] != "" {
+			h.Controllers = strings.Split(f[1], ",")
 		}
 		for _, m := range mounts {
 			opts := strings.Split(m.options, ",")
@@ -74,19 +75,6 @@ func OwnHierarchies() ([]Hierarchy, error) {
 		hs = append(hs, h)
 	}
 	return hs, nil
-}
-
-// cutLast splits "<id>:<controllers>:<path>" after the second colon.
-func cutLast(line string) (key, path string, ok bool) {
-	i := strings.IndexByte(line, ':')
-	if i < 0 {
-		return "", "", false
-	}
-	j := strings.IndexByte(line[i+1:], ':')
-	if j < 0 {
-		return "", "", false
-	}
-	return line[:i+1+j], line[i+2+j:], true
 }
 
 // ReadLines returns the lines of a file such as /proc/<pid>/cgroup.
