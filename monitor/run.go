@@ -439,7 +439,8 @@ func (m *monitor) runRuntime(setup func() error) int {
 		}
 		return m.finishFailed(stderrText)
 	}
-	// The thread that started the runtime goes once the pid is out, off the create path.
+	// The thread that started the runtime is unlocked once the pid is out, off the create
+	// path.
 	return m.superviseContainer(pid, rt.release)
 }
 

@@ -113,14 +113,14 @@ func (s *spawner) start(c child) (int, error) {
 type lockedChild struct {
 	pid   int
 	pidfd int // readable once the child exited; -1 if the kernel gave none
-	// release ends the locked thread once the child has been reaped, and returns when
-	// its goroutine has ended.
+	// release unlocks the thread once the child has been reaped, and returns when that
+	// is done.
 	release func()
 }
 
 // startLocked starts c with PDEATHSIG from a thread that stays locked until release. The
-// thread's goroutine then ends while locked, and Go ends the thread with it rather than
-// keeping it idle for the rest of the monitor's life.
+// thread is then unlocked, not ended with its goroutine: it may be the main thread, which
+// Go never ends but parks for good. retireSpareThreads ends the spare threads.
 func (s *spawner) startLocked(c child) (lockedChild, error) {
 	type result struct {
 		lc  lockedChild
@@ -128,14 +128,17 @@ func (s *spawner) startLocked(c child) (lockedChild, error) {
 	}
 	started := make(chan result, 1)
 	done := make(chan struct{})
-	ended := make(chan struct{})
+	unlocked := make(chan struct{})
 	go func() {
-		defer close(ended)
 		runtime.LockOSThread()
+		defer func() {
+			runtime.UnlockOSThread()
+			close(unlocked)
+		}()
 		c.pdeathsig = true
 		lc := lockedChild{pidfd: -1, release: func() {
 			close(done)
-			<-ended
+			<-unlocked
 		}}
 		c.pidfd = &lc.pidfd
 		var err error
@@ -155,7 +158,7 @@ const idleThreads = 5
 
 // retireSpareThreads ends the threads setup left idle. Go never ends an idle thread, only
 // the thread of a goroutine that exits while locked to it; setup's blocking calls and the
-// exit of the runtime-start thread leave one or two spares. A retirement gains only when
+// runtime-start thread leave one or two spares. A retirement gains only when
 // an idle thread can take over; otherwise Go starts a new one, hence the bound. (On the
 // main thread the goroutine would park it instead: no harm, no gain.)
 func retireSpareThreads() {

@@ -16,7 +16,7 @@ import (
 )
 
 // superviseContainer runs from the moment the container (or exec) pid is known until the
-// monitor exits (M15–M19, lifecycle.md §14). releaseRuntimeThread ends the thread that
+// monitor exits (M15–M19, lifecycle.md §14). releaseRuntimeThread unlocks the thread that
 // started the reaped runtime.
 func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	opts := m.opts
