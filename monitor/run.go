@@ -330,6 +330,8 @@ func (m *monitor) waitRuntime(rt lockedChild) unix.WaitStatus {
 		return <-exited
 	}
 	defer unix.Close(rt.pidfd)
+	// CLONE_PIDFD gives a blocking fd, which the poller would not take.
+	unix.SetNonblock(rt.pidfd, true)
 	select {
 	case ws := <-exited:
 		return ws
