@@ -6,7 +6,6 @@ package monitor
 
 import (
 	"os"
-	"os/signal"
 	"path/filepath"
 	"unsafe"
 
@@ -62,11 +61,6 @@ func Main(args []string) int {
 	}
 	signals := make(chan os.Signal, 32)
 	if v, ok := os.LookupEnv(envDaemon); ok {
-		// The first signal.Notify locks the thread it runs on to os/signal's mask
-		// goroutine for good. Here that is the main thread, which Go never ends anyway;
-		// later it would be another, and the main thread one more idle thread. The other
-		// signals are caught while the runtime starts (catchSignals).
-		signal.Notify(signals, unix.SIGTERM)
 		os.Unsetenv(envDaemon)
 		if _, ok := os.LookupEnv(envOwnMaxProcs); ok {
 			os.Unsetenv(envOwnMaxProcs)

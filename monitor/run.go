@@ -315,7 +315,10 @@ func (m *monitor) runtimeArgv() []string {
 // catchSignals takes the monitor's signals (handledSignals) from Go's default actions,
 // unless that is done already (--sync). The monitor does it once the runtime runs, off
 // the create path: until it reports the pid no one but the launcher knows it, and the
-// runtime's exit is seen through its pidfd. It is done before the pid is reported.
+// runtime's exit is seen through its pidfd. It is done before the pid is reported. The
+// first signal.Notify locks the thread it runs on to os/signal's mask goroutine for
+// good: usually the main thread here (the one the runtime was forked from), which Go
+// never ends anyway, so no other thread is kept for it.
 func (m *monitor) catchSignals() {
 	signal.Notify(m.signals, handledSignals...)
 }
@@ -362,7 +365,7 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.mu.Lock()
 	m.runtimeStarted = true
 	m.mu.Unlock()
-	rt, err := m.spawner.startLocked(child{argv: argv, env: os.Environ(), files: files, setpgid: true})
+	rt, err := m.spawner.startPinned(child{argv: argv, env: os.Environ(), files: files, setpgid: true})
 	if err != nil {
 		return m.finishFailed("Failed to fork runtime: " + diag.Strerror(err))
 	}

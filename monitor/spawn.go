@@ -109,6 +109,24 @@ func (s *spawner) start(c child) (int, error) {
 	return syscall.ForkExec(path, argv, attr)
 }
 
+// startPinned starts c with PDEATHSIG, which is tied to the thread that forks it. The
+// main thread lives as long as the process: forked from there, the child needs no thread
+// kept for it. Otherwise startLocked keeps one.
+func (s *spawner) startPinned(c child) (lockedChild, error) {
+	runtime.LockOSThread()
+	if unix.Gettid() != unix.Getpid() {
+		runtime.UnlockOSThread()
+		return s.startLocked(c)
+	}
+	defer runtime.UnlockOSThread()
+	lc := lockedChild{pidfd: -1, release: func() {}}
+	c.pdeathsig = true
+	c.pidfd = &lc.pidfd
+	var err error
+	lc.pid, err = s.start(c)
+	return lc, err
+}
+
 // lockedChild is a child started by startLocked.
 type lockedChild struct {
 	pid   int
