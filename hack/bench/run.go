@@ -38,9 +38,8 @@ type env struct {
 	rootfs   string // shared read-only busybox rootfs
 	sockDir  string // --socket-dir-path
 	// The bench runs in benchCgroup; launchers started with a pause are moved into
-	// monitorCgroup, a sibling, in every hierarchy, as podman does with cgroupfs. Both
-	// are nil if they could not be made. Siblings, so that the CPU share of the runs
-	// does not depend on the variant.
+	// monitorCgroup, a child of it, in every hierarchy, as podman does with cgroupfs.
+	// Both are nil if they could not be made.
 	benchCgroup, monitorCgroup *e2eutil.Placement
 
 	mu     sync.Mutex
@@ -78,12 +77,16 @@ func newEnv(runc, mkbundle string) (*env, error) {
 		return e, fmt.Errorf("%s %s: %v: %s", mkbundle, base, err, strings.TrimSpace(string(out)))
 	}
 	e.rootfs = filepath.Join(base, "rootfs")
+	// The bench moves itself into a cgroup of its own, and the launchers of the pause
+	// variant into a child of it, as an engine's monitor cgroup: their CPU share then
+	// does not differ from that of the runs left where the bench is.
 	every := func(e2eutil.Hierarchy) bool { return true }
 	bench, err := e2eutil.NewPlacement(fmt.Sprintf("conmon-bench-%d", os.Getpid()), every)
 	if err == nil {
 		if err = bench.Move(os.Getpid()); err == nil {
 			e.benchCgroup = bench
-			e.monitorCgroup, err = e2eutil.NewPlacement(fmt.Sprintf("conmon-bench-%d-monitor", os.Getpid()), every)
+			// Made below the bench's cgroup, which NewPlacement now finds as its own.
+			e.monitorCgroup, err = e2eutil.NewPlacement("conmon", every)
 		} else {
 			bench.Remove()
 		}
@@ -555,10 +558,11 @@ func (e *env) cleanup() {
 		e.destroy(r)
 	}
 	if e.benchCgroup != nil {
-		err := errors.Join(e.benchCgroup.Leave(os.Getpid()), e.benchCgroup.Remove())
+		var err error
 		if e.monitorCgroup != nil {
-			err = errors.Join(err, e.monitorCgroup.Remove())
+			err = e.monitorCgroup.Remove()
 		}
+		err = errors.Join(err, e.benchCgroup.Leave(os.Getpid()), e.benchCgroup.Remove())
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: cleanup:", err)
 		}

@@ -183,6 +183,10 @@ func (p *Placement) Remove() error {
 			time.Sleep(10 * time.Millisecond)
 			err = unix.Rmdir(p.made[i])
 		}
+		if err == unix.EBUSY {
+			procs, _ := os.ReadFile(filepath.Join(p.made[i], "cgroup.procs"))
+			err = fmt.Errorf("%w (processes: %q)", err, strings.Fields(string(procs)))
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rmdir %s: %w", p.made[i], err))
 		}
