@@ -127,12 +127,12 @@ func (s *spawner) startPinned(c child) (lockedChild, error) {
 	return lc, err
 }
 
-// lockedChild is a child started by startLocked.
+// lockedChild is a child started by startPinned or startLocked.
 type lockedChild struct {
 	pid   int
 	pidfd int // readable once the child exited; -1 if the kernel gave none
-	// release unlocks the thread once the child has been reaped, and returns when that
-	// is done.
+	// release unlocks the thread kept for the child (if any) once the child has been
+	// reaped, and returns when that is done.
 	release func()
 }
 
