@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
@@ -10,13 +11,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/exitfile"
+	"github.com/conmon-go/conmon-go/monitor/cgroups"
 	"github.com/conmon-go/conmon-go/monitor/cli"
 	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
 // launcherMain is the process the engine starts (lifecycle.md §2, L1–L6). Everything that
 // can fail is checked here, while stderr is still the caller's; then, unless --sync, it
-// re-executes itself as the monitor, writes the conmon pid file and exits 0.
+// releases the monitor, writes the conmon pid file and exits 0.
+//
+// With a start pipe the monitor is started at once and spends its Go runtime start and
+// setup while the engine places the launcher in its cgroups; after the start byte the
+// launcher moves it into the same cgroups before releasing it. A monitor that cannot be
+// moved is ended, and a new one started, as without a start pipe.
 func launcherMain(args []string, signals chan os.Signal) int {
 	unix.Umask(0o022)
 	opts, err := cli.Parse(args[1:])
@@ -42,6 +49,22 @@ func launcherMain(args []string, signals chan os.Signal) int {
 	if err != nil {
 		os.Stderr.WriteString(err.Error() + "\n")
 		return 1
+	}
+	startFD, startPresent, startErr := parseFDEnv("_OCI_STARTPIPE")
+	var early *daemon
+	if startPresent && startErr == nil && !opts.Sync {
+		early = startEarly(args, opts, startFD)
+	}
+	defer early.kill()
+	signal.Ignore(launcherIgnored...)
+	// SIGTERM, SIGINT and SIGQUIT end the launcher with status 1 while it waits for the
+	// start byte. signal.Notify costs three round trips to another thread and starts
+	// three threads, so it runs beside the rest, and not at all when the byte is there
+	// already (CRI-O writes it at once): then the launcher is done in a moment, and the
+	// early monitor, starting meanwhile, needs the CPU. A signal before Notify ends the
+	// process by its default action, as during the Go runtime's start-up.
+	if !startPresent || !readable(startFD) {
+		go signal.Notify(signals, launcherSignals...)
 	}
 	log := diag.New(opts.Level, os.Stderr, opts.Syslog, opts.CID, opts.LogTag)
 	defer log.Flush()
@@ -81,14 +104,13 @@ func launcherMain(args []string, signals chan os.Signal) int {
 			return 1
 		}
 	}
-	startFD, present, err := parseFDEnv("_OCI_STARTPIPE")
-	if err != nil {
+	if startErr != nil {
 		log.Errorf("unable to parse _OCI_STARTPIPE")
 		return 1
 	}
-	if present {
-		// The engine moves this process into its cgroup before writing the byte, so
-		// nothing may be started before it arrives.
+	if startPresent {
+		// The engine moves this process into its cgroups before writing the byte, so
+		// nothing may run in the monitor before it arrives.
 		if err := readStartPipe(startFD); err != nil {
 			log.Errorf("start-pipe read failed %s", diag.Strerror(err))
 			return 1
@@ -110,13 +132,30 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		}
 		log.SetStderr(os.Stderr)
 		m := newMonitor(opts, log, signals, syncFD, startFD, attachFD)
+		if err := m.prepare(); err != nil {
+			return m.fail(err.Error())
+		}
 		return m.runGuarded()
 	}
-	return daemonize(args, opts, log)
+	if early != nil {
+		err := cgroups.Join(early.pid)
+		if err == nil {
+			return early.release(opts.ConmonPidfile, log)
+		}
+		log.Debugf("monitor started before the start byte cannot join the cgroups, starting another: %v", err)
+		early.kill()
+	}
+	d, err := startDaemon(args, opts.Logs.Passthrough, -1)
+	if err != nil {
+		log.Errorf("%v", err)
+		return 1
+	}
+	return d.release(opts.ConmonPidfile, log)
 }
 
 // exitOnTermination makes SIGTERM, SIGINT and SIGQUIT end the process with status 1 until
-// the returned function is called (lifecycle.md §2 L3): nothing has been started yet.
+// the returned function is called (lifecycle.md §2 L3): nothing has been started yet but
+// a monitor not yet released, which then ends by itself.
 func exitOnTermination(signals chan os.Signal) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
@@ -141,6 +180,18 @@ func exitOnTermination(signals chan os.Signal) (stop func()) {
 	}
 }
 
+// readable reports whether a read of fd would not block, without changing the flags of
+// the engine's fd.
+func readable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err != unix.EINTR {
+			return err == nil && n > 0
+		}
+	}
+}
+
 // readStartPipe does the one blocking read of the start pipe; content and EOF are both
 // accepted.
 func readStartPipe(fd int) error {
@@ -154,12 +205,40 @@ func readStartPipe(fd int) error {
 	}
 }
 
-// daemonize starts the monitor as a new session by re-executing /proc/self/exe with the
-// same argv and the engine's fds at their own numbers (lifecycle.md §3). A handshake pipe
-// holds the monitor back until the conmon pid file is written, so no container is ever
-// started by a monitor whose pid the engine cannot learn.
-func daemonize(args []string, opts *cli.Options, log *diag.Printer) int {
-	inherited := inheritedFDs()
+// daemon is a monitor started by startDaemon that waits for its release.
+type daemon struct {
+	pid       int
+	handshake int    // write end of the handshake pipe; -1 once released or killed
+	pidFile   string // the conmon pid file, once written with pid
+}
+
+// startEarly starts the monitor before the start byte and writes the conmon pid file
+// meanwhile; nil when either fails, with nothing left (the launcher then starts the
+// monitor after the byte and reports what still fails).
+func startEarly(args []string, opts *cli.Options, startFD int) *daemon {
+	skip := startFD
+	if opts.ExecAttach {
+		skip = -1 // its monitor reads the start pipe's second byte
+	}
+	d, err := startDaemon(args, opts.Logs.Passthrough, skip)
+	if err != nil {
+		return nil
+	}
+	if err := d.writePidFile(opts.ConmonPidfile); err != nil {
+		d.kill()
+		return nil
+	}
+	return d
+}
+
+// startDaemon starts the monitor as a new session by re-executing /proc/self/exe with the
+// same argv and the engine's fds at their own numbers (lifecycle.md §3). The monitor
+// prepares itself and then waits on a handshake pipe for release, which comes after the
+// conmon pid file is written, so no container is ever started by a monitor whose pid the
+// engine cannot learn; it exits when the pipe ends without the byte. skipFD (≥ 0) is an
+// inherited fd not to pass on.
+func startDaemon(args []string, passthrough bool, skipFD int) (*daemon, error) {
+	inherited := inheritedFDs(skipFD)
 	maxFD := 2
 	for _, fd := range inherited {
 		maxFD = max(maxFD, fd)
@@ -171,24 +250,22 @@ func daemonize(args []string, opts *cli.Options, log *diag.Printer) int {
 	for _, fd := range inherited {
 		files[fd] = uintptr(fd)
 	}
-	if opts.Logs.Passthrough {
+	if passthrough {
 		// The runtime and the container use the caller's stdio directly.
 		files[0], files[1], files[2] = 0, 1, 2
 	} else {
 		// The monitor never holds the caller's stdio: podman waits for EOF on the stderr
 		// it gave the launcher before it reads the sync pipe.
-		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
-			log.Errorf("Failed to open %s: %v", os.DevNull, err)
-			return 1
+			return nil, fmt.Errorf("Failed to open %s: %w", os.DevNull, err)
 		}
-		defer null.Close()
-		files[0], files[1], files[2] = null.Fd(), null.Fd(), null.Fd()
+		defer unix.Close(null)
+		files[0], files[1], files[2] = uintptr(null), uintptr(null), uintptr(null)
 	}
 	var hs [2]int
 	if err := unix.Pipe2(hs[:], unix.O_CLOEXEC); err != nil {
-		log.Errorf("Failed to create handshake pipe: %v", err)
-		return 1
+		return nil, fmt.Errorf("Failed to create handshake pipe: %w", err)
 	}
 	handshakeFD := len(files) - 1
 	files[handshakeFD] = uintptr(hs[0])
@@ -207,39 +284,72 @@ func daemonize(args []string, opts *cli.Options, log *diag.Printer) int {
 	})
 	unix.Close(hs[0])
 	if err != nil {
-		log.Errorf("Failed to fork monitor: %v", err)
-		return 1
+		unix.Close(hs[1])
+		return nil, fmt.Errorf("Failed to fork monitor: %w", err)
 	}
-	if opts.ConmonPidfile != "" {
-		if err := exitfile.WritePid(opts.ConmonPidfile, pid); err != nil {
-			unix.Kill(pid, unix.SIGKILL)
+	return &daemon{pid: pid, handshake: hs[1]}, nil
+}
+
+// writePidFile writes the monitor's pid to path (-P), unless path is "".
+func (d *daemon) writePidFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	if err := exitfile.WritePid(path, d.pid); err != nil {
+		return err
+	}
+	d.pidFile = path
+	return nil
+}
+
+// release writes the conmon pid file (if asked for and not yet done) and lets the
+// monitor run.
+func (d *daemon) release(pidFile string, log *diag.Printer) int {
+	if d.pidFile == "" {
+		if err := d.writePidFile(pidFile); err != nil {
+			d.kill()
 			log.Errorf("Failed to write conmon pidfile: %s", describe(err))
 			return 1
 		}
 	}
-	if _, err := unix.Write(hs[1], []byte{0}); err != nil {
+	if _, err := unix.Write(d.handshake, []byte{0}); err != nil {
+		d.kill()
 		log.Errorf("Failed to release monitor: %v", err)
 		return 1
 	}
+	unix.Close(d.handshake)
+	d.handshake = -1
 	return 0
 }
 
-// daemonMain is the monitor started by daemonize. It waits for the launcher's handshake,
-// then repeats the launcher's validation silently (the launcher reported everything
-// already; a failure now is a race and goes to the sync pipe).
+// kill ends a monitor that was not released, reaps it and removes the pid file written
+// for it; the monitor has started nothing and written nothing yet. No-op on nil or after
+// release.
+func (d *daemon) kill() {
+	if d == nil || d.handshake < 0 {
+		return
+	}
+	unix.Close(d.handshake)
+	d.handshake = -1
+	unix.Kill(d.pid, unix.SIGKILL)
+	for {
+		if _, err := unix.Wait4(d.pid, nil, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
+	if d.pidFile != "" {
+		unix.Unlink(d.pidFile)
+	}
+}
+
+// daemonMain is the monitor started by startDaemon. It repeats the launcher's validation
+// silently (the launcher reported everything already; a failure now is a race and goes to
+// the sync pipe) and prepares itself, then waits for the launcher's handshake: until then
+// it may be ended at any moment, so it creates no file and no process.
 func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 	hs, err := strconv.Atoi(handshake)
 	if err != nil {
 		return 1
-	}
-	// Our own pipe: wait on the poller instead of holding a thread in read(2).
-	unix.SetNonblock(hs, true)
-	f := os.NewFile(uintptr(hs), "handshake")
-	var b [1]byte
-	n, _ := f.Read(b[:])
-	f.Close()
-	if n != 1 {
-		return 1 // the launcher could not write the pid file and gave up
 	}
 	opts, err := cli.Parse(args[1:])
 	if err != nil {
@@ -257,10 +367,32 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 		attachFD, _, _ = parseFDEnv("_OCI_ATTACHPIPE")
 	}
 	m := newMonitor(opts, log, signals, syncFD, startFD, attachFD)
+	if verr == nil {
+		verr = m.prepare()
+	}
+	if !awaitRelease(hs) {
+		// The launcher gave up or died; the pid file it wrote early names this process.
+		if data, err := os.ReadFile(opts.ConmonPidfile); err == nil && string(data) == strconv.Itoa(os.Getpid()) {
+			os.Remove(opts.ConmonPidfile)
+		}
+		return 1
+	}
 	if verr != nil {
 		return m.fail(verr.Error())
 	}
 	return m.runGuarded()
+}
+
+// awaitRelease waits for the launcher's byte on the handshake pipe; EOF (the launcher
+// exited or was killed without releasing the monitor) is false.
+func awaitRelease(fd int) bool {
+	// Our own pipe: wait on the poller instead of holding a thread in read(2).
+	unix.SetNonblock(fd, true)
+	f := os.NewFile(uintptr(fd), "handshake")
+	defer f.Close()
+	var b [1]byte
+	n, _ := f.Read(b[:])
+	return n == 1
 }
 
 // redirectStdio points fds 0-2 at /dev/null (lifecycle.md §2 M6).

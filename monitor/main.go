@@ -6,7 +6,6 @@ package monitor
 
 import (
 	"os"
-	"os/signal"
 	"path/filepath"
 	"unsafe"
 
@@ -16,20 +15,22 @@ import (
 // Commit identifies this build in the second line of --version; set with -ldflags -X.
 var Commit = "conmon-go"
 
-// handledSignals are taken away from Go's default actions before anything is started:
-// SIGQUIT would dump goroutines and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on
-// fd 1/2 would kill the process, and each of these orphans a running container. Go
-// already ignores SIGUSR2 with a handler of its own, so children get the default action.
-// Each signal.Notify is a round trip between two threads, paid on the create path.
+// handledSignals are taken away from Go's default actions: SIGQUIT would dump goroutines
+// and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on fd 1/2 would kill the process,
+// and each of these orphans a running container. Go already ignores SIGUSR2 with a
+// handler of its own, so children get the default action. Each signal.Notify is a round
+// trip between two threads, and the first also starts three threads: the monitor does it
+// while the runtime starts (monitor.catchSignals).
 var handledSignals = []os.Signal{
 	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
 	unix.SIGUSR1, unix.SIGCHLD, unix.SIGPIPE,
 }
 
 // The launcher that daemonises only needs SIGTERM, SIGINT and SIGQUIT to end it with
-// status 1; it ignores SIGHUP and SIGPIPE outright. The daemon inherits those two as
-// ignored and catches them with signal.Notify, which gives its children the default
-// action again. With --sync the launcher is the monitor and catches them all.
+// status 1; it ignores SIGHUP and SIGPIPE outright, once the monitor that starts before
+// the start byte has been started. A monitor started later inherits those two as ignored
+// and catches them before it starts the runtime, which then gets the default action
+// again. With --sync the launcher is the monitor and catches them all.
 var (
 	launcherSignals = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT}
 	launcherIgnored = []os.Signal{unix.SIGHUP, unix.SIGPIPE}
@@ -68,7 +69,6 @@ func Main(args []string) int {
 	}
 	signals := make(chan os.Signal, 32)
 	if v, ok := os.LookupEnv(envDaemon); ok {
-		signal.Notify(signals, handledSignals...)
 		os.Unsetenv(envDaemon)
 		if _, ok := os.LookupEnv(envOwnMaxProcs); ok {
 			os.Unsetenv(envOwnMaxProcs)
@@ -76,7 +76,5 @@ func Main(args []string) int {
 		}
 		return daemonMain(args, v, signals)
 	}
-	signal.Ignore(launcherIgnored...)
-	signal.Notify(signals, launcherSignals...)
 	return launcherMain(args, signals)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,9 @@ const (
 	runtimeStderrWait = time.Second
 	maxRuntimeStderr  = 8191
 )
+
+// runtimeFailed stands for the runtime's status when waiting for it panicked: exited 1.
+const runtimeFailed = unix.WaitStatus(1 << 8)
 
 type monitor struct {
 	opts    *cli.Options
@@ -111,14 +115,21 @@ func (m *monitor) runGuarded() (status int) {
 	return m.run()
 }
 
-// run is the monitor proper (lifecycle.md §2, M2–M19). It returns the process exit status.
+// prepare takes the process-wide settings of M2 and M3 (lifecycle.md §2): neither
+// creates anything nor depends on the cgroups, so a daemon does it before its release.
+func (m *monitor) prepare() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return errors.New("Failed to set as subreaper: " + diag.Strerror(err))
+	}
+	m.spawner.lowerOOMScore(m.log)
+	return nil
+}
+
+// run is the monitor proper after prepare (lifecycle.md §2, M4–M19). It returns the
+// process exit status.
 func (m *monitor) run() int {
 	opts := m.opts
 	go m.signalLoop()
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return m.fail("Failed to set as subreaper: " + diag.Strerror(err))
-	}
-	m.spawner.lowerOOMScore(m.log)
 	m.runtimePath, m.runtimeArgs = opts.Runtime, opts.RuntimeArgs
 	if opts.Trust.Active {
 		d, err := selectRuntime(opts, m.log, false)
@@ -326,9 +337,36 @@ func (m *monitor) runtimeArgv() []string {
 	return append(argv, opts.CID)
 }
 
-type runtimeResult struct {
-	ws  unix.WaitStatus
-	err error
+// catchSignals takes the monitor's signals (handledSignals) from Go's default actions,
+// unless that is done already (--sync). The monitor does it once the runtime runs, off
+// the create path: until it reports the pid no one but the launcher knows it, and the
+// runtime's exit is seen through its pidfd. It is done before the pid is reported. The
+// first signal.Notify locks the thread it runs on to os/signal's mask goroutine for
+// good: usually the main thread here (the one the runtime was forked from), which Go
+// never ends anyway, so no other thread is kept for it.
+func (m *monitor) catchSignals() {
+	signal.Notify(m.signals, handledSignals...)
+}
+
+// waitRuntime returns the runtime's wait status. Its exit makes the pidfd readable, and
+// the runtime's poller wakes the goroutine waiting for that on the thread that polls:
+// SIGCHLD would take the way through the signal thread, the signal loop and two more
+// threads. The reaper collects the status either way.
+func (m *monitor) waitRuntime(rt lockedChild) unix.WaitStatus {
+	exited := m.reaper.wait(rt.pid)
+	if rt.pidfd < 0 {
+		return <-exited
+	}
+	defer unix.Close(rt.pidfd)
+	// CLONE_PIDFD gives a blocking fd, which the poller would not take.
+	unix.SetNonblock(rt.pidfd, true)
+	select {
+	case ws := <-exited:
+		return ws
+	case <-watchExit(rt.pid, rt.pidfd, nil, m.log):
+		m.reaper.reap()
+		return <-exited
+	}
 }
 
 // runRuntime starts the runtime, runs setup (if any) meanwhile, waits for the runtime
@@ -343,33 +381,29 @@ func (m *monitor) runRuntime(setup func() error) int {
 			files[i] = f.Fd()
 		}
 	}
-	done := make(chan runtimeResult, 1)
-	started := make(chan error, 1)
+	// Signals inherited as ignored would stay ignored in the runtime and the container.
+	for _, sig := range []os.Signal{unix.SIGHUP, unix.SIGPIPE} {
+		if signal.Ignored(sig) {
+			signal.Notify(m.signals, sig)
+		}
+	}
 	m.mu.Lock()
 	m.runtimeStarted = true
 	m.mu.Unlock()
-	go func() {
-		defer diag.Recover(m.log, "runtime start", func() {
-			// What was not sent yet: the monitor's path must not wait for it.
-			err := errors.New(diag.Panicked())
-			select {
-			case started <- err:
-			default:
-			}
-			done <- runtimeResult{err: err}
-		})
-		ws, err := m.spawner.runLocked(child{argv: argv, env: os.Environ(), files: files, setpgid: true},
-			func(pid int, err error) {
-				m.mu.Lock()
-				m.runtimePid = pid
-				m.mu.Unlock()
-				started <- err
-			})
-		done <- runtimeResult{ws, err}
-	}()
-	if err := <-started; err != nil {
+	rt, err := m.spawner.startPinned(child{argv: argv, env: os.Environ(), files: files, setpgid: true})
+	if err != nil {
 		return m.finishFailed("Failed to fork runtime: " + diag.Strerror(err))
 	}
+	m.mu.Lock()
+	m.runtimePid = rt.pid
+	m.mu.Unlock()
+	m.catchSignals()
+	done := make(chan unix.WaitStatus, 1)
+	go func() {
+		// After a panic here the runtime counts as failed: the monitor's path goes on.
+		defer diag.Recover(m.log, "runtime wait", func() { done <- runtimeFailed })
+		done <- m.waitRuntime(rt)
+	}()
 	if opts.Logs.Passthrough {
 		redirectStdio()
 	}
@@ -391,15 +425,12 @@ func (m *monitor) runRuntime(setup func() error) int {
 	if setup != nil {
 		setupErr = setup()
 	}
-	res := <-done
+	ws := <-done
 	close(runtimeDone)
 	m.mu.Lock()
 	m.runtimePid = 0
 	m.mu.Unlock()
-	runtimeOK := res.ws.Exited() && res.ws.ExitStatus() == 0
-	if setupErr == nil && res.err != nil {
-		setupErr = res.err // a panic while the runtime ran
-	}
+	runtimeOK := ws.Exited() && ws.ExitStatus() == 0
 	if setupErr != nil {
 		return m.abortCreated(setupErr.Error(), termCh)
 	}
@@ -418,7 +449,7 @@ func (m *monitor) runRuntime(setup func() error) int {
 	}
 	var stderrText string
 	if !runtimeOK {
-		status := statusCode(res.ws)
+		status := statusCode(ws)
 		stderrText = m.runtimeStderr()
 		if stderrText != "" {
 			m.log.Warnf("runtime stderr: %s", stderrText)
@@ -443,7 +474,9 @@ func (m *monitor) runRuntime(setup func() error) int {
 		}
 		return m.finishFailed(stderrText)
 	}
-	return m.superviseContainer(pid)
+	// The thread that started the runtime is unlocked once the pid is out, off the create
+	// path.
+	return m.superviseContainer(pid, rt.release)
 }
 
 // abortCreated reports a setup failure that happened while the runtime ran: conmon would

@@ -70,6 +70,8 @@ type child struct {
 	// process inherits it, so -T can kill exactly that tree (lifecycle.md §15) without
 	// ever hitting the monitor's own group.
 	setpgid bool
+	// pidfd, if not nil, receives a pidfd of the child (CLONE_PIDFD), or -1.
+	pidfd *int
 }
 
 // start forks and execs c and returns its pid. A trampoline is used when the environment
@@ -97,6 +99,7 @@ func (s *spawner) start(c child) (int, error) {
 		attr.Sys.Pdeathsig = syscall.SIGKILL
 	}
 	attr.Sys.Setpgid = c.setpgid
+	attr.Sys.PidFD = c.pidfd
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.oomLowered {
@@ -106,19 +109,65 @@ func (s *spawner) start(c child) (int, error) {
 	return syscall.ForkExec(path, argv, attr)
 }
 
-// runLocked starts c with PDEATHSIG on a thread that stays locked until the child has been
-// reaped, and returns its wait status. started receives the pid (or the start error).
-// The thread stays locked: the caller's goroutine must end soon after, and Go then ends
-// the thread with it rather than keeping it idle for the rest of the monitor's life.
-func (s *spawner) runLocked(c child, started func(pid int, err error)) (unix.WaitStatus, error) {
+// startPinned starts c with PDEATHSIG, which is tied to the thread that forks it. The
+// main thread lives as long as the process: forked from there, the child needs no thread
+// kept for it. Otherwise startLocked keeps one.
+func (s *spawner) startPinned(c child) (lockedChild, error) {
 	runtime.LockOSThread()
-	c.pdeathsig = true
-	pid, err := s.start(c)
-	started(pid, err)
-	if err != nil {
-		return 0, err
+	if unix.Gettid() != unix.Getpid() {
+		runtime.UnlockOSThread()
+		return s.startLocked(c)
 	}
-	return <-s.reaper.wait(pid), nil
+	defer runtime.UnlockOSThread()
+	lc := lockedChild{pidfd: -1, release: func() {}}
+	c.pdeathsig = true
+	c.pidfd = &lc.pidfd
+	var err error
+	lc.pid, err = s.start(c)
+	return lc, err
+}
+
+// lockedChild is a child started by startPinned or startLocked.
+type lockedChild struct {
+	pid   int
+	pidfd int // readable once the child exited; -1 if the kernel gave none
+	// release unlocks the thread kept for the child (if any) once the child has been
+	// reaped, and returns when that is done.
+	release func()
+}
+
+// startLocked starts c with PDEATHSIG from a thread that stays locked until release. The
+// thread is then unlocked, not ended with its goroutine: it may be the main thread, which
+// Go never ends but parks for good. retireSpareThreads ends the spare threads.
+func (s *spawner) startLocked(c child) (lockedChild, error) {
+	type result struct {
+		lc  lockedChild
+		err error
+	}
+	started := make(chan result, 1)
+	done := make(chan struct{})
+	unlocked := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer func() {
+			runtime.UnlockOSThread()
+			close(unlocked)
+		}()
+		c.pdeathsig = true
+		lc := lockedChild{pidfd: -1, release: func() {
+			close(done)
+			<-unlocked
+		}}
+		c.pidfd = &lc.pidfd
+		var err error
+		lc.pid, err = s.start(c)
+		started <- result{lc, err}
+		if err == nil {
+			<-done
+		}
+	}()
+	r := <-started
+	return r.lc, r.err
 }
 
 // idleThreads is what an idle monitor needs: one thread to run goroutines, sysmon, and the
@@ -127,7 +176,7 @@ const idleThreads = 5
 
 // retireSpareThreads ends the threads setup left idle. Go never ends an idle thread, only
 // the thread of a goroutine that exits while locked to it; setup's blocking calls and the
-// exit of the runtime-start thread leave one or two spares. A retirement gains only when
+// runtime-start thread leave one or two spares. A retirement gains only when
 // an idle thread can take over; otherwise Go starts a new one, hence the bound. (On the
 // main thread the goroutine would park it instead: no harm, no gain.)
 func retireSpareThreads() {

@@ -20,8 +20,9 @@ import (
 const exitProbeInterval = time.Second
 
 // superviseContainer runs from the moment the container (or exec) pid is known until the
-// monitor exits (M15–M19, lifecycle.md §14).
-func (m *monitor) superviseContainer(pid int) int {
+// monitor exits (M15–M19, lifecycle.md §14). releaseRuntimeThread unlocks the thread that
+// started the reaped runtime.
+func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	diag.PanicPoint("start")
 	opts := m.opts
 	exited := m.reaper.wait(pid)
@@ -54,6 +55,7 @@ func (m *monitor) superviseContainer(pid int) int {
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
 	}
+	releaseRuntimeThread()
 	// Spare threads go once the pid is out (off the create path): before the pumps start
 	// and again once they run. An exec is short-lived and keeps them.
 	retire := !opts.Exec

@@ -1,9 +1,9 @@
 // Command bench measures a monitor against the reference conmon, side by side in one run
 // (`make bench`): create latency, idle footprint, log throughput (k8s-file and journald),
-// exec-sync cost, one long line and attach throughput, driven through conmon's CLI and fds
-// as CRI-O does. Runs are interleaved (monitor, reference, monitor, ...) so machine noise
-// hits both; each figure prints medians, the ratio monitor/reference and, where the issue
-// sets one, its target.
+// exec-sync cost, podman's detached exec, one long line and attach throughput, driven
+// through conmon's CLI and fds as CRI-O (podman for the detached exec) does. Runs are
+// interleaved (monitor, reference, monitor, ...) so machine noise hits both; each figure
+// prints medians, the ratio monitor/reference and, where the issue sets one, its target.
 //
 //	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,journald]
 package main
@@ -29,17 +29,20 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/conmon-go/conmon-go/ptyio/journald/journaldtest"
 )
 
 const (
-	createPairs   = 200
-	idleCount     = 10 // containers per monitor
-	logPairs      = 3
-	journaldPairs = 3
-	execPairs     = 100
-	linePairs     = 3
-	attachPairs   = 2
+	createPairs     = 200 // rounds of floor + 2 monitors x 2 start-byte timings
+	idleCount       = 10  // containers per monitor
+	logPairs        = 3
+	journaldPairs   = 3
+	execPairs       = 100
+	podmanExecPairs = 100 // rounds, as createPairs
+	linePairs       = 3
+	attachPairs     = 2
 
 	// 70 characters + '\n' = one 71-byte line.
 	line70    = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567"
@@ -66,7 +69,7 @@ type bench struct {
 func main() {
 	monPath := flag.String("monitor", "", "absolute path of the monitor under test (required)")
 	refPath := flag.String("reference", "/usr/bin/conmon", "reference monitor")
-	only := flag.String("only", "", "comma-separated figures to run: create,idle,log,journald,exec,line,attach (default all)")
+	only := flag.String("only", "", "comma-separated figures to run: create,idle,log,journald,exec,podman-exec,line,attach (default all)")
 	flag.Parse()
 	if err := execute(*monPath, *refPath, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -80,6 +83,11 @@ func execute(monPath, refPath, only string) error {
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: the containers run under runc")
+	}
+	// The monitors get only the fds an engine gives them, not what the bench inherited
+	// (a monitor passes every inherited fd on, at its number, to its daemon and runtime).
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("close_range: %w", err)
 	}
 	runc, err := exec.LookPath("runc")
 	if err != nil {
@@ -98,7 +106,8 @@ func execute(monPath, refPath, only string) error {
 	var b bench
 	figures := []figure{
 		{"create", b.createFigure}, {"idle", b.idleFigure}, {"log", b.logFigure},
-		{"journald", b.journaldFigure}, {"exec", b.execFigure}, {"line", b.lineFigure},
+		{"journald", b.journaldFigure}, {"exec", b.execFigure}, {"podman-exec", b.podmanExecFigure},
+		{"line", b.lineFigure},
 		{"attach", b.attachFigure},
 	}
 	for _, name := range strings.Split(only, ",") {
@@ -355,7 +364,10 @@ func elfKind(path string) (static, stripped bool, err error) {
 }
 
 // createFigure: exec of the monitor -> container pid on the sync pipe, against bare
-// `runc create`; every container is started and its exit file awaited.
+// `runc create`; every container is started and its exit file awaited. Each round runs
+// the floor and both monitors twice: with the start byte written at once (CRI-O, whose
+// cgroup move is quick) and after enginePause (podman's systemd scope over D-Bus), less
+// the pause.
 func (b *bench) createFigure() error {
 	tpl, err := b.e.template("true", "true")
 	if err != nil {
@@ -370,14 +382,14 @@ func (b *bench) createFigure() error {
 		d, err := b.e.bareCreate(r)
 		return []float64{d.Seconds()}, err
 	}
-	withMonitor := func(m *monitor) func() ([]float64, error) {
+	withMonitor := func(m *monitor, pause time.Duration) func() ([]float64, error) {
 		return func() ([]float64, error) {
 			r, err := b.e.newRun(m, tpl)
 			if err != nil {
 				return nil, err
 			}
 			defer b.e.destroy(r)
-			d, err := b.e.create(r)
+			d, err := b.e.create(r, pause)
 			if err != nil {
 				return nil, err
 			}
@@ -390,27 +402,50 @@ func (b *bench) createFigure() error {
 			return []float64{d.Seconds()}, nil
 		}
 	}
-	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0]), withMonitor(b.mons[1]))
-	fl := med(s[0], errs[0], 0)
+	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0], 0), withMonitor(b.mons[1], 0),
+		withMonitor(b.mons[0], enginePause), withMonitor(b.mons[1], enginePause))
 	x, y := med(s[1], errs[1], 0), med(s[2], errs[2], 0)
-	b.compare(fmt.Sprintf("create latency, exec -> pid (%d pairs)", createPairs), x, y, ms, nil)
-	b.rows = append(b.rows, row{name: "bare runc create (floor)", a: fl.cell(ms), b: fl.cell(ms)})
-	// Overhead: the median of each round's difference to that round's floor, so that
-	// slow and fast moments of the machine cancel out.
-	over := func(j int) metric {
-		if errs[j] != nil || errs[0] != nil {
-			return metric{err: errors.Join(errs[j], errs[0])}
+	b.compare(fmt.Sprintf("create latency, exec -> pid (%d rounds)", createPairs), x, y, ms, nil)
+	b.floorRow("bare runc create (floor)", s[0], errs[0])
+	b.overheadRows("create", "", s, errs, 1, 2)
+	b.overheadRows("create", pauseLabel, s, errs, 3, 4)
+	return nil
+}
+
+// enginePause stands for the engine's work between the launcher's exec and the start
+// byte (the cgroup move); pauseLabel names the rows measured with it. Their overhead
+// over the floor can be below zero: the runtime then starts on CPUs the monitor's
+// start-up has kept busy, while bare runc (and the runtime of a start byte written at
+// once) often starts on CPUs that were idle.
+const (
+	enginePause = 5 * time.Millisecond
+	pauseLabel  = ", start byte after 5 ms"
+)
+
+// floorRow adds the median of a floor, the same for both monitors.
+func (b *bench) floorRow(name string, samples [][]float64, err error) {
+	fl := med(samples, err, 0)
+	b.rows = append(b.rows, row{name: name, a: fl.cell(ms), b: fl.cell(ms)})
+}
+
+// overheadRows adds, for a figure whose rounds ran the floor (column 0) and the two
+// monitors (columns i, j), the overhead over the floor with its target and the per-round
+// difference monitor - reference. The overhead is the median of each round's difference
+// to that round's floor, so that slow and fast moments of the machine cancel out.
+func (b *bench) overheadRows(what, variant string, s [][][]float64, errs []error, i, j int) {
+	over := func(k int) metric {
+		if errs[k] != nil || errs[0] != nil {
+			return metric{err: errors.Join(errs[k], errs[0])}
 		}
-		d := make([]float64, min(len(s[j]), len(s[0])))
-		for i := range d {
-			d[i] = s[j][i][0] - s[0][i][0]
+		d := make([]float64, min(len(s[k]), len(s[0])))
+		for n := range d {
+			d[n] = s[k][n][0] - s[0][n][0]
 		}
 		return metric{v: median(d)}
 	}
-	b.compare("create overhead over bare runc", over(1), over(2), ms,
+	b.compare(what+" overhead over bare runc"+variant, over(i), over(j), ms,
 		relative("<= ref (spec: <= 5 ms)", func(a, r float64) bool { return a <= r }))
-	b.differenceRow("create, monitor - reference per round", s[1], s[2], errs[1], errs[2])
-	return nil
+	b.differenceRow(what+", monitor - reference per round"+variant, s[i], s[j], errs[i], errs[j])
 }
 
 // idleFigure: 10 sleeping containers per monitor, started interleaved, measured together.
@@ -441,7 +476,7 @@ func (b *bench) idleFigure() error {
 			r, err := b.e.newRun(m, tpl)
 			if err == nil {
 				runs[j] = append(runs[j], r)
-				if _, err = b.e.create(r); err == nil {
+				if _, err = b.e.create(r, 0); err == nil {
 					err = b.e.runcCmd(r, "start", r.id)
 				}
 			}
@@ -520,7 +555,7 @@ func (b *bench) createdRun(m *monitor, tpl string) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := b.e.create(r); err != nil {
+	if _, err := b.e.create(r, 0); err != nil {
 		b.e.destroy(r)
 		return nil, err
 	}
@@ -627,7 +662,7 @@ func (b *bench) journaldFigure() error {
 			}
 			r.logArg = "journald"
 			defer b.e.destroy(r)
-			if _, err := b.e.create(r); err != nil {
+			if _, err := b.e.create(r, 0); err != nil {
 				return nil, err
 			}
 			wall, cpu, err := b.journaldBurst(r, 300*time.Second)
@@ -698,21 +733,30 @@ func journaldEntries(id string) (float64, error) {
 	return float64(bytes.Count(out, []byte(line70+"\n"))), nil
 }
 
-// execFigure: CRI-O ExecSync of `true` into a container started with bare runc.
-func (b *bench) execFigure() error {
+// sleepingContainer runs a container of `sleep 3600` with bare runc, to exec into; the
+// caller destroys it (also when err is not nil).
+func (b *bench) sleepingContainer() (*run, error) {
 	tpl, err := b.e.template("sleep", "sleep", "3600")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	target, err := b.e.newRun(nil, tpl)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer b.e.destroy(target)
 	if err := b.e.track(target); err != nil {
-		return err
+		return target, err
 	}
-	if err := b.e.runcCmd(target, "run", "-d", "--bundle", target.bundle, target.id); err != nil {
+	return target, b.e.runcCmd(target, "run", "-d", "--bundle", target.bundle, target.id)
+}
+
+// execFigure: CRI-O ExecSync of `true` into a container started with bare runc.
+func (b *bench) execFigure() error {
+	target, err := b.sleepingContainer()
+	if target != nil {
+		defer b.e.destroy(target)
+	}
+	if err != nil {
 		return err
 	}
 	one := func(m *monitor) func() ([]float64, error) {
@@ -730,6 +774,46 @@ func (b *bench) execFigure() error {
 	b.compare(fmt.Sprintf("exec-sync `true`, wall (%d pairs)", execPairs), med(s[0], errs[0], 0), med(s[1], errs[1], 0),
 		ms, relative("<= ref", func(a, r float64) bool { return a <= r }))
 	b.differenceRow("exec-sync, monitor - reference per round", s[0], s[1], errs[0], errs[1])
+	return nil
+}
+
+// podmanExecFigure: `podman exec -d` of `true` (API 1, --exec-attach, a daemonised
+// monitor): exec of the monitor -> exec pid on the sync pipe, against bare `runc exec
+// --detach`, with the start byte at once and after enginePause (podman moves the exec's
+// launcher into the container's monitor cgroup too), less the pause.
+func (b *bench) podmanExecFigure() error {
+	target, err := b.sleepingContainer()
+	if target != nil {
+		defer b.e.destroy(target)
+	}
+	if err != nil {
+		return err
+	}
+	floor := func() ([]float64, error) {
+		r, err := b.e.newRun(nil, "")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(r.dir)
+		d, err := b.e.bareExec(r, target)
+		return []float64{d.Seconds()}, err
+	}
+	one := func(m *monitor, pause time.Duration) func() ([]float64, error) {
+		return func() ([]float64, error) {
+			r, err := b.e.newRun(m, "")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(r.dir)
+			d, err := b.e.podmanExec(r, target, pause)
+			return []float64{d.Seconds()}, err
+		}
+	}
+	s, errs := interleave(podmanExecPairs, floor, one(b.mons[0], 0), one(b.mons[1], 0),
+		one(b.mons[0], enginePause), one(b.mons[1], enginePause))
+	b.floorRow(fmt.Sprintf("bare runc exec --detach (floor, %d rounds)", podmanExecPairs), s[0], errs[0])
+	b.overheadRows("podman exec -d", "", s, errs, 1, 2)
+	b.overheadRows("podman exec -d", pauseLabel, s, errs, 3, 4)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // CRI-O's default monitor_env.
@@ -34,6 +37,10 @@ type env struct {
 	mkbundle string
 	rootfs   string // shared read-only busybox rootfs
 	sockDir  string // --socket-dir-path
+	// The bench runs in benchCgroup; launchers started with a pause are moved into
+	// monitorCgroup, a child of it, in every hierarchy, as podman does with cgroupfs.
+	// Both are nil if they could not be made.
+	benchCgroup, monitorCgroup *e2eutil.Placement
 
 	mu     sync.Mutex
 	seq    int
@@ -71,6 +78,23 @@ func newEnv(runc, mkbundle string) (*env, error) {
 		return e, fmt.Errorf("%s %s: %v: %s", mkbundle, base, err, strings.TrimSpace(string(out)))
 	}
 	e.rootfs = filepath.Join(base, "rootfs")
+	// The bench moves itself into a cgroup of its own, and the launchers of the pause
+	// variant into a child of it, as an engine's monitor cgroup: their CPU share then
+	// does not differ from that of the runs left where the bench is.
+	every := func(e2eutil.Hierarchy) bool { return true }
+	bench, err := e2eutil.NewPlacement(fmt.Sprintf("conmon-bench-%d", os.Getpid()), every)
+	if err == nil {
+		if err = bench.Move(os.Getpid()); err == nil {
+			e.benchCgroup = bench
+			// Made below the bench's cgroup, which NewPlacement now finds as its own.
+			e.monitorCgroup, err = e2eutil.NewPlacement("conmon", every)
+		} else {
+			bench.Remove()
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no cgroups of its own, the pause is only a pause: %v\n", err)
+	}
 	return e, nil
 }
 
@@ -158,9 +182,10 @@ func (e *env) bareCreate(r *run) (time.Duration, error) {
 	return time.Since(t0), err
 }
 
-// socketpair returns our end (non-blocking, so deadlines work) and the monitor's end.
-func socketpair(name string) (ours, theirs *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+// socketpair returns our end (non-blocking, so deadlines work) and the monitor's end;
+// typ is unix.SOCK_STREAM (CRI-O) or unix.SOCK_SEQPACKET (podman).
+func socketpair(name string, typ int) (ours, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("socketpair %s: %w", name, err)
 	}
@@ -172,38 +197,73 @@ func socketpair(name string) (ours, theirs *os.File, err error) {
 	return os.NewFile(uintptr(fds[0]), name), os.NewFile(uintptr(fds[1]), name+"-child"), nil
 }
 
-// startMonitor runs the monitor with fds 3 (sync, given) and 4 (start, a socketpair),
-// writes the start byte and waits for the launcher to exit, as CRI-O does.
-// A --sync monitor is not a launcher: it exits with the exec's status, which is accepted.
-func (e *env) startMonitor(r *run, syncEnd *os.File, args []string, isSync bool) error {
-	start, startChild, err := socketpair("start")
+// launch is one start of a monitor by an engine.
+type launch struct {
+	args     []string
+	sync     *os.File // the monitor's end, fd 3
+	attach   *os.File // the monitor's end of --exec-attach's pipe, fd 5; nil without
+	startTyp int      // socket type of the start pipe (fd 4)
+	// pause between the launcher's exec and the start byte, the engine moving the
+	// launcher into a cgroup (podman: cgroupfs writes or a systemd scope over D-Bus):
+	// the launcher is moved into env.monitorCgroup, then the rest of the pause passes.
+	// 0 writes the byte at once.
+	pause  time.Duration
+	isSync bool // --sync: the process started is the monitor and may exit non-zero
+}
+
+// startMonitor runs the monitor with the launch's fds, writes the start byte (after the
+// pause) and waits for the launcher to exit, as the engines do. It returns the time from
+// the launcher's exec to the start byte, and our end of the start pipe, still open for
+// --exec-attach's second byte (the caller closes it).
+func (e *env) startMonitor(r *run, l launch) (paused time.Duration, start *os.File, err error) {
+	start, startChild, err := socketpair("start", l.startTyp)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	defer start.Close()
+	defer func() {
+		if err != nil {
+			start.Close()
+		}
+	}()
 	out, err := os.Create(filepath.Join(r.dir, "monitor.out"))
 	if err != nil {
 		startChild.Close()
-		return err
+		return 0, nil, err
 	}
 	defer out.Close()
-	cmd := exec.Command(r.mon.path, args...)
+	cmd := exec.Command(r.mon.path, l.args...)
 	cmd.Env = []string{monitorPATH, "_OCI_SYNCPIPE=3", "_OCI_STARTPIPE=4"}
 	cmd.Dir = r.dir
 	cmd.Stdout, cmd.Stderr = out, out // files, so Wait does not wait for the daemon
-	cmd.ExtraFiles = []*os.File{syncEnd, startChild}
+	cmd.ExtraFiles = []*os.File{l.sync, startChild}
+	if l.attach != nil {
+		cmd.Env = append(cmd.Env, "_OCI_ATTACHPIPE=5")
+		cmd.ExtraFiles = append(cmd.ExtraFiles, l.attach)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	t0 := time.Now()
 	err = cmd.Start()
 	startChild.Close()
 	if err != nil {
-		return fmt.Errorf("start %s: %w", r.mon.path, err)
+		return 0, nil, fmt.Errorf("start %s: %w", r.mon.path, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	if l.pause > 0 {
+		if e.monitorCgroup != nil {
+			if err := e.monitorCgroup.Move(cmd.Process.Pid); err != nil {
+				cmd.Process.Kill()
+				<-done
+				return 0, nil, fmt.Errorf("cgroup move: %w", err)
+			}
+		}
+		time.Sleep(l.pause - time.Since(t0))
+	}
+	paused = time.Since(t0)
 	if _, err := start.Write([]byte{0}); err != nil {
 		cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("start byte: %w", err)
+		return 0, nil, fmt.Errorf("start byte: %w", err)
 	}
 	// A launcher that never exits must not hang the bench; the daemon it may have
 	// forked left the process group (setsid) and is found through -P later.
@@ -214,10 +274,10 @@ func (e *env) startMonitor(r *run, syncEnd *os.File, args []string, isSync bool)
 		<-done
 		err = errors.New("did not exit within 30 s")
 	}
-	if err != nil && !isSync {
-		return fmt.Errorf("launcher: %w%s", err, r.monitorOutput())
+	if err != nil && !l.isSync {
+		return 0, nil, fmt.Errorf("launcher: %w%s", err, r.monitorOutput())
 	}
-	return nil
+	return paused, start, nil
 }
 
 func (r *run) monitorOutput() string {
@@ -231,9 +291,10 @@ func (r *run) monitorOutput() string {
 	return ""
 }
 
-// syncMsg is one message of the sync pipe, API 0 (protocol.md §3.2).
+// syncMsg is one message of the sync pipe: API 0 (protocol.md §3.2) or, "data", API 1.
 type syncMsg struct {
 	Pid      *int   `json:"pid"`
+	Data     *int   `json:"data"`
 	ExitCode *int   `json:"exit_code"`
 	Message  string `json:"message"`
 }
@@ -248,9 +309,10 @@ func readSync(f *os.File, timeout time.Duration) (syncMsg, error) {
 }
 
 // create starts a container under the monitor with CRI-O's create argv and returns the
-// time from the monitor's exec to the container pid on the sync pipe.
-func (e *env) create(r *run) (time.Duration, error) {
-	syncEnd, syncChild, err := socketpair("sync")
+// time from the monitor's exec to the container pid on the sync pipe, less the pause
+// before the start byte (the engine's own work).
+func (e *env) create(r *run, pause time.Duration) (time.Duration, error) {
+	syncEnd, syncChild, err := socketpair("sync", unix.SOCK_STREAM)
 	if err != nil {
 		return 0, err
 	}
@@ -268,14 +330,15 @@ func (e *env) create(r *run) (time.Duration, error) {
 		return 0, err
 	}
 	t0 := time.Now()
-	err = e.startMonitor(r, syncChild, args, false)
+	paused, start, err := e.startMonitor(r, launch{args: args, sync: syncChild, startTyp: unix.SOCK_STREAM, pause: pause})
 	syncChild.Close()
 	if err != nil {
 		r.readMonPid() // so that destroy can kill a daemon left behind
 		return 0, err
 	}
+	start.Close()
 	m, err := readSync(syncEnd, 30*time.Second)
-	d := time.Since(t0)
+	d := time.Since(t0) - paused
 	pidErr := r.readMonPid()
 	if err != nil {
 		return 0, fmt.Errorf("%w%s", err, r.monitorOutput())
@@ -298,12 +361,18 @@ func (r *run) readMonPid() error {
 	return nil
 }
 
+// writeTrueSpec writes the process spec of an exec of `true` into the run's directory.
+func writeTrueSpec(r *run) (string, error) {
+	spec := filepath.Join(r.dir, "exec-process")
+	return spec, os.WriteFile(spec, []byte(`{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],`+
+		`"env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"cwd":"/"}`), 0o600)
+}
+
 // execSync runs `true` in the container of target, CRI-O ExecSync style: --sync, no
 // --api-version, sync on the write end of a pipe(2), read after the monitor exited.
 func (e *env) execSync(r, target *run) (time.Duration, error) {
-	spec := filepath.Join(r.dir, "exec-process")
-	if err := os.WriteFile(spec, []byte(`{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],`+
-		`"env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"cwd":"/"}`), 0o600); err != nil {
+	spec, err := writeTrueSpec(r)
+	if err != nil {
 		return 0, err
 	}
 	var p [2]int
@@ -318,11 +387,12 @@ func (e *env) execSync(r, target *run) (time.Duration, error) {
 		"--log-level", "info", "--sync", "--log-global-size-max", "16777216", "-T", "10",
 		"--exec-process-spec", spec, "--runtime-arg", "--root=" + target.root}
 	t0 := time.Now()
-	err := e.startMonitor(r, wr, args, true)
+	_, start, err := e.startMonitor(r, launch{args: args, sync: wr, startTyp: unix.SOCK_STREAM, isSync: true})
 	wr.Close()
 	if err != nil {
 		return 0, err
 	}
+	start.Close()
 	m, err := readSync(rd, 10*time.Second)
 	d := time.Since(t0)
 	if err != nil {
@@ -332,6 +402,84 @@ func (e *env) execSync(r, target *run) (time.Duration, error) {
 		return 0, fmt.Errorf("exec failed: %+v%s", m, r.monitorOutput())
 	}
 	return d, nil
+}
+
+// podmanExec runs `true` in the container of target as `podman exec -d` does (API 1,
+// --exec-attach, no --sync; lifecycle.md §12.1): start byte (after pause), launcher exit,
+// {"data": 0} on the attach pipe, second byte without attaching, then the exec pid on the
+// sync pipe. It returns the time from the monitor's exec to the pid, less the pause, and
+// waits until the monitor has reported the exit and closed the sync pipe.
+func (e *env) podmanExec(r, target *run, pause time.Duration) (time.Duration, error) {
+	spec, err := writeTrueSpec(r)
+	if err != nil {
+		return 0, err
+	}
+	exitDir := filepath.Join(r.dir, "exit")
+	if err := os.Mkdir(exitDir, 0o700); err != nil {
+		return 0, err
+	}
+	syncEnd, syncChild, err := socketpair("sync", unix.SOCK_SEQPACKET)
+	if err != nil {
+		return 0, err
+	}
+	defer syncEnd.Close()
+	attachEnd, attachChild, err := socketpair("attach", unix.SOCK_SEQPACKET)
+	if err != nil {
+		syncChild.Close()
+		return 0, err
+	}
+	defer attachEnd.Close()
+	args := []string{"--api-version", "1", "-c", target.id, "-u", r.id, "-r", e.runc, "-b", r.dir,
+		"-p", filepath.Join(r.dir, "exec_pid"), "-n", "bench", "--exit-dir", exitDir, "--full-attach",
+		"-l", "none", "--log-level", "warning", "--runtime-arg", "--log-format=json", "--runtime-arg", "--log",
+		"--runtime-arg=" + filepath.Join(r.dir, "oci-log"), "--runtime-arg", "--root=" + target.root,
+		"-e", "--exec-attach", "--exec-process-spec", spec}
+	t0 := time.Now()
+	paused, start, err := e.startMonitor(r, launch{args: args, sync: syncChild, attach: attachChild,
+		startTyp: unix.SOCK_SEQPACKET, pause: pause})
+	syncChild.Close()
+	attachChild.Close()
+	if err != nil {
+		return 0, err
+	}
+	defer start.Close()
+	if m, err := readSync(attachEnd, 10*time.Second); err != nil || m.Data == nil || *m.Data != 0 {
+		return 0, fmt.Errorf("attach pipe: %+v %v%s", m, err, r.monitorOutput())
+	}
+	if _, err := start.Write([]byte{0}); err != nil {
+		return 0, fmt.Errorf("second start byte: %w", err)
+	}
+	m, err := readSync(syncEnd, 10*time.Second)
+	d := time.Since(t0) - paused
+	if err != nil {
+		return 0, fmt.Errorf("%w%s", err, r.monitorOutput())
+	}
+	if m.Data == nil || *m.Data <= 0 {
+		return 0, fmt.Errorf("exec failed: %+v%s", m, r.monitorOutput())
+	}
+	// The exit status, then EOF: the monitor is gone.
+	if _, err := readSync(syncEnd, 10*time.Second); err != nil {
+		return 0, err
+	}
+	var buf [64]byte
+	syncEnd.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := syncEnd.Read(buf[:]); n != 0 || (err != nil && err != io.EOF) {
+		return 0, fmt.Errorf("sync pipe after the exit status: %q %v", buf[:n], err)
+	}
+	return d, nil
+}
+
+// bareExec times `runc exec --detach` of `true` alone, with podman's runtime arguments:
+// the floor of podmanExec.
+func (e *env) bareExec(r, target *run) (time.Duration, error) {
+	spec, err := writeTrueSpec(r)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	err = e.runcCmd(target, "--log-format=json", "--log", filepath.Join(r.dir, "oci-log"), "exec",
+		"--pid-file", filepath.Join(r.dir, "exec_pid"), "--process", spec, "--detach", target.id)
+	return time.Since(t0), err
 }
 
 // waitFile polls for path (the exit file, a log marker) until it exists and ok accepts
@@ -413,6 +561,17 @@ func (e *env) cleanup() {
 	e.mu.Unlock()
 	for _, r := range runs {
 		e.destroy(r)
+	}
+	if e.benchCgroup != nil {
+		var err error
+		if e.monitorCgroup != nil {
+			err = e.monitorCgroup.Remove()
+		}
+		err = errors.Join(err, e.benchCgroup.Leave(os.Getpid()), e.benchCgroup.Remove())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: cleanup:", err)
+		}
+		e.benchCgroup, e.monitorCgroup = nil, nil
 	}
 	if err := os.RemoveAll(e.work); err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "bench: cleanup:", err)

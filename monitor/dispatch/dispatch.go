@@ -11,6 +11,7 @@ import (
 	"log/syslog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -137,24 +138,32 @@ type invocation struct {
 	bundle string // --bundle/-b of create, run and restore
 }
 
+// The option and sub-command lists are slices, not maps: a slice of constants is data
+// in the binary, a map is built by package initialisation in every process, including
+// every monitor, which never dispatches.
+
 // Global options of runc (and crun) that take a value: the sub-command is the first
 // argument that is neither one of these options, nor their value.
-var globalValueOpts = map[string]bool{
-	"root": true, "log": true, "log-format": true, "criu": true, "rootless": true, "cgroup-manager": true,
-}
+var globalValueOpts = []string{"root", "log", "log-format", "criu", "rootless", "cgroup-manager"}
 
-// Options taking a value for the sub-commands whose id is not the last argument:
-// `exec [opts] <id> <cmd>...`, `kill [opts] <id> [signal]`, `ps [opts] <id> [ps args]`.
-var firstPositional = map[string]map[string]bool{
-	"exec": {"console-socket": true, "cwd": true, "env": true, "e": true, "user": true, "u": true,
-		"additional-gids": true, "g": true, "process": true, "p": true, "pid-file": true,
-		"process-label": true, "apparmor": true, "cap": true, "c": true, "preserve-fds": true, "cgroup": true},
-	"kill": {},
-	"ps":   {"format": true, "f": true},
+// firstPositional returns, for the sub-commands whose id is not the last argument
+// (`exec [opts] <id> <cmd>...`, `kill [opts] <id> [signal]`, `ps [opts] <id> [ps args]`),
+// their options that take a value.
+func firstPositional(sub string) (valueOpts []string, ok bool) {
+	switch sub {
+	case "exec":
+		return []string{"console-socket", "cwd", "env", "e", "user", "u", "additional-gids", "g",
+			"process", "p", "pid-file", "process-label", "apparmor", "cap", "c", "preserve-fds", "cgroup"}, true
+	case "kill":
+		return nil, true
+	case "ps":
+		return []string{"format", "f"}, true
+	}
+	return nil, false
 }
 
 // Sub-commands that never name a container.
-var noID = map[string]bool{"features": true, "list": true, "spec": true, "help": true, "h": true}
+var noID = []string{"features", "list", "spec", "help", "h"}
 
 // optName returns the name of "-x", "--x", "-x=v" or "--x=v" and whether a value is attached.
 func optName(arg string) (name string, hasValue bool) {
@@ -175,7 +184,7 @@ func parseArgs(args []string) invocation {
 		switch {
 		case name == "version" || name == "v" || name == "help" || name == "h":
 			return inv
-		case !hasValue && globalValueOpts[name]:
+		case !hasValue && slices.Contains(globalValueOpts, name):
 			i++ // skip the option's value
 		}
 	}
@@ -184,10 +193,10 @@ func parseArgs(args []string) invocation {
 	}
 	inv.sub = args[i]
 	rest := args[i+1:]
-	if noID[inv.sub] || len(rest) == 0 {
+	if slices.Contains(noID, inv.sub) || len(rest) == 0 {
 		return inv
 	}
-	if valueOpts, ok := firstPositional[inv.sub]; ok {
+	if valueOpts, ok := firstPositional(inv.sub); ok {
 		for j := 0; j < len(rest); j++ {
 			if rest[j] == "--" {
 				if j+1 < len(rest) {
@@ -199,7 +208,7 @@ func parseArgs(args []string) invocation {
 				inv.id = rest[j]
 				break
 			}
-			if name, hasValue := optName(rest[j]); !hasValue && valueOpts[name] {
+			if name, hasValue := optName(rest[j]); !hasValue && slices.Contains(valueOpts, name) {
 				j++
 			}
 		}

@@ -37,6 +37,12 @@ func (e engineStyle) key() string {
 // and returns it with the first sync message.
 func (e engineStyle) create(t *testing.T, c *container, extra ...string) (*monitor, syncMsg) {
 	t.Helper()
+	m := startMonitor(t, e.spec(c, extra...))
+	return m, m.launch()
+}
+
+// spec is the monitor of a create in the engine's style.
+func (e engineStyle) spec(c *container, extra ...string) monitorSpec {
 	var args []string
 	dir := c.bundle
 	if e.api1 {
@@ -45,8 +51,7 @@ func (e engineStyle) create(t *testing.T, c *container, extra ...string) (*monit
 	} else {
 		args = c.crioArgs(extra...)
 	}
-	m := startMonitor(t, monitorSpec{args: args, sync: e.sync, start: e.start, dir: dir, pidCue: c.conmonPid, ctr: c})
-	return m, m.launch()
+	return monitorSpec{args: args, sync: e.sync, start: e.start, dir: dir, pidCue: c.conmonPid, ctr: c}
 }
 
 // firstAppearance returns the order in which the final names first appeared
