@@ -154,7 +154,11 @@ func (m *monitor) run() int {
 		// they are set up while the runtime works (its own start-up takes longer).
 		return m.runRuntime(m.setupOutput)
 	}
-	// podman's exec attaches before the exec starts.
+	// podman's exec attaches before the exec starts, and the monitor waits for its client
+	// before it starts the runtime: a signal meanwhile must end it cleanly (forward), not
+	// by the default action, which would leave the attach socket behind. This path is not
+	// the one whose latency counts.
+	m.catchSignals()
 	if err := m.setupOutput(); err != nil {
 		return m.fail(err.Error())
 	}
@@ -338,9 +342,10 @@ func (m *monitor) runtimeArgv() []string {
 }
 
 // catchSignals takes the monitor's signals (handledSignals) from Go's default actions,
-// unless that is done already (--sync). The monitor does it once the runtime runs, off
-// the create path: until it reports the pid no one but the launcher knows it, and the
-// runtime's exit is seen through its pidfd. It is done before the pid is reported. The
+// unless that is done already (--sync, or a podman exec waiting for its attach client).
+// A create does it once the runtime runs, off the create path: until it reports the pid
+// no one but the launcher knows it, and the runtime's exit is seen through its pidfd. It
+// is done before the pid is reported. The
 // first signal.Notify locks the thread it runs on to os/signal's mask goroutine for
 // good: usually the main thread here (the one the runtime was forked from), which Go
 // never ends anyway, so no other thread is kept for it.
