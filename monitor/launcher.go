@@ -47,7 +47,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		}
 	}
 	if err != nil {
-		os.Stderr.WriteString(err.Error() + "\n")
+		reportInvalid(opts, err)
 		return 1
 	}
 	startFD, startPresent, startErr := parseFDEnv("_OCI_STARTPIPE")
@@ -151,6 +151,23 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		return 1
 	}
 	return d.release(opts.ConmonPidfile, log)
+}
+
+// reportInvalid writes a failed validation to stderr and, with --syslog, from the checks
+// that run after the message system exists, to syslog as "<msg>[: <strerror>]".
+func reportInvalid(opts *cli.Options, err error) {
+	os.Stderr.WriteString(err.Error() + "\n")
+	var ve *cli.ValidationError
+	if !opts.Syslog || !errors.As(err, &ve) || ve.Early {
+		return
+	}
+	msg := ve.Msg
+	if ve.Errno != "" {
+		msg += ": " + ve.Errno
+	}
+	log := diag.New(diag.Error, nil, true, opts.CID, opts.LogTag)
+	log.Errorf("%s", msg)
+	log.Flush()
 }
 
 // exitOnTermination makes SIGTERM, SIGINT and SIGQUIT end the process with status 1 until

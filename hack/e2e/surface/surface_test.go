@@ -366,6 +366,19 @@ func TestSyslog(t *testing.T) {
 	if !strings.HasPrefix(last, "<14>") {
 		t.Errorf("debug message %q: want priority <14> (user.info)", last)
 	}
+
+	// A failed validation reaches syslog too, at user.err.
+	// sync: the harness leaves the exit status to the test.
+	m := c.startMonitor(launch{args: c.args("--syslog", "--log-level", "bogus"), sync: true})
+	<-m.done
+	if code := m.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("invalid log level: exit status %d, want 1", code)
+	}
+	invalid := "conmon " + c.id[:20] + " <error>: No such log level bogus"
+	got = recvUntil(t, logSock, 5*time.Second, func(s string) bool { return strings.Contains(s, invalid) })
+	if last := got[len(got)-1]; !strings.HasPrefix(last, "<11>") {
+		t.Errorf("validation error %q: want priority <11> (user.err)", last)
+	}
 }
 
 // fdNames takes the fd numbers out of `ls -l /proc/PID/fd` ("... 3 -> target").
