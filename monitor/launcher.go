@@ -395,6 +395,10 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 		return 1
 	}
 	if verr != nil {
+		var ve *cli.ValidationError
+		if errors.As(verr, &ve) {
+			return m.fail(ve.Text()) // fail adds the prefix where it prints
+		}
 		return m.fail(verr.Error())
 	}
 	return m.runGuarded()

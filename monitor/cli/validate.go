@@ -17,14 +17,18 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	s := "[conmon:e]: " + e.Msg
 	if e.Early {
-		s = "conmon: " + e.Msg
+		return "conmon: " + e.Text()
 	}
+	return "[conmon:e]: " + e.Text()
+}
+
+// Text is the message without prefix, as the sync pipe carries it.
+func (e *ValidationError) Text() string {
 	if e.Errno != "" {
-		s += " " + e.Errno
+		return e.Msg + " " + e.Errno
 	}
-	return s
+	return e.Msg
 }
 
 func early(msg string) error     { return &ValidationError{Msg: msg, Early: true} }
