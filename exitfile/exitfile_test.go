@@ -202,3 +202,44 @@ func TestTouchNeverFollowsOrBlocks(t *testing.T) {
 	}
 	unchanged()
 }
+
+// A file system that runs full mid-write fails the write with its errno and leaves no
+// temporary file (the monitor then still writes the other exit file).
+func TestWriteOnFullFileSystem(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounts a tmpfs: needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4k"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	path := filepath.Join(dir, "exit")
+	err := Write(path, bytes.Repeat([]byte("x"), 64<<10))
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("Write on a full file system: %v, want ENOSPC", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("left behind: %v", entries)
+	}
+}
+
+// WriteMode sets exactly the mode asked for, whatever the umask.
+func TestWriteModeIgnoresUmask(t *testing.T) {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	path := filepath.Join(t.TempDir(), "record")
+	if err := WriteMode(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v (%v), want 0644", fi.Mode().Perm(), err)
+	}
+	unix.Umask(0o077)
+	if err := WriteMode(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("mode %v (%v) with umask 077, want 0644", fi.Mode().Perm(), err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,7 +104,8 @@ func WriteRecord(dir string, d Decision) error {
 	if err != nil {
 		return fmt.Errorf("write trust record %s: %w", path, err)
 	}
-	return exitfile.Write(path, line)
+	// 0644 whatever the umask: the dispatcher runs what a record names.
+	return exitfile.WriteMode(path, line, 0o644)
 }
 
 // ReadRecord reads <dir>/<id>.trust. A missing record gives an error matching
@@ -117,7 +119,7 @@ func ReadRecord(dir, id string) (Record, error) {
 	if err := CheckDir(dir); err != nil {
 		return Record{}, err
 	}
-	data, err := os.ReadFile(path)
+	data, err := readOwnedFile(path)
 	if err != nil {
 		return Record{}, err
 	}
@@ -130,6 +132,35 @@ func ReadRecord(dir, id string) (Record, error) {
 	}
 	return r, nil
 }
+
+// readOwnedFile reads path, a regular file (not a link) owned by root or the effective uid
+// and not writable by group or others; a file that is not is a *BadRecordError.
+func readOwnedFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, &BadRecordError{Path: path, Err: errors.New("is a symbolic link")}
+		}
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	euid := uint32(os.Geteuid())
+	switch {
+	case !fi.Mode().IsRegular():
+		return nil, &BadRecordError{Path: path, Err: errors.New("not a regular file")}
+	case (st.Uid != 0 && st.Uid != euid) || st.Mode&0o022 != 0:
+		return nil, &BadRecordError{Path: path, Err: fmt.Errorf("owned by uid %d with mode %04o: only root or uid %d may write it", st.Uid, st.Mode&0o7777, euid)}
+	}
+	return io.ReadAll(io.LimitReader(f, maxRecordSize))
+}
+
+// maxRecordSize bounds what is read of a record: one JSON line of a few hundred bytes.
+const maxRecordSize = 64 << 10
 
 // RemoveRecord deletes <dir>/<cid>.trust; a record that is already gone is not an error.
 func RemoveRecord(dir, cid string) error {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/conmon-go/conmon-go/monitor/annotations"
@@ -349,6 +350,40 @@ func TestForeignOwner(t *testing.T) {
 	var ide *InsecureDirError
 	if err := CheckDir(dir); !errors.As(err, &ide) || ide.UID != 4242 {
 		t.Errorf("foreign owner: %v", err)
+	}
+}
+
+// A record anybody could have rewritten, or a link planted in its place, is not trusted.
+func TestRecordMustBeOwnedAndPrivate(t *testing.T) {
+	dir := stateDir(t)
+	d := Decision{CID: "abc", Runtime: "/bin/r", Reason: "x"}
+	old := syscall.Umask(0)
+	err := WriteRecord(dir, d)
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "abc.trust")
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("written with umask 0: mode %v (%v), want 0644", fi.Mode().Perm(), err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var bad *BadRecordError
+	if _, err := ReadRecord(dir, "abc"); !errors.As(err, &bad) {
+		t.Errorf("world-writable record: %v, want a BadRecordError", err)
+	}
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.WriteFile(target, []byte(`{"cid":"abc","runtime":"/tmp/evil"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadRecord(dir, "abc"); !errors.As(err, &bad) {
+		t.Errorf("record behind a symbolic link: %v, want a BadRecordError", err)
 	}
 }
 
