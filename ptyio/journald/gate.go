@@ -48,12 +48,19 @@ func newGate() (*gate, error) {
 }
 
 // wait returns once journald's queue has room, or at once when journald cannot be
-// reached (journal.Send then fails on its own) or the gate was closed.
-func (g *gate) wait(now time.Time) {
+// reached (journal.Send then fails on its own); false when the gate was closed: the
+// driver is closed and nothing more is sent (journal.Send would retry a full socket
+// without pause until the process ends).
+func (g *gate) wait(now time.Time) bool {
 	if (g.next.IsZero() || now.After(g.next)) && g.dial(now) != nil {
-		return
+		return !g.closed()
 	}
-	g.rc.Write(g.open)
+	return g.rc.Write(g.open) == nil
+}
+
+// closed reports whether close was called.
+func (g *gate) closed() bool {
+	return g.rc.Control(func(uintptr) {}) != nil
 }
 
 // dial connects the gate to journald's socket (again).

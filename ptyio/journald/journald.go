@@ -241,7 +241,9 @@ func (w *Writer) send() {
 		if e.partial {
 			fields = w.partialFields
 		}
-		w.gate.wait(time.Now())
+		if !w.gate.wait(time.Now()) {
+			return // closed: what is left counts as dropped (Close)
+		}
 		err := journal.Send(string(msg), journal.Priority(e.prio-'0'), fields)
 		w.q.pop()
 		if err != nil {

@@ -445,3 +445,53 @@ func BenchmarkSend(b *testing.B) {
 		b.Fatalf("%d entries dropped", n)
 	}
 }
+
+// TestClosedWhileJournaldStuck runs in a mount namespace whose journald socket is never
+// read: once the driver is closed, its sender stops instead of retrying a full socket
+// without pause.
+func TestClosedWhileJournaldStuck(t *testing.T) {
+	if os.Getenv("JOURNALD_STUCK_CHILD") == "" {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root for a private mount namespace")
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestClosedWhileJournaldStuck$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "JOURNALD_STUCK_CHILD=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		t.Logf("child:\n%s", out)
+		return
+	}
+	if err := os.MkdirAll("/run/systemd/journal", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", "/run/systemd/journal", "tmpfs", 0, ""); err != nil {
+		t.Fatalf("hide journald: %v", err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: Socket}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Config{CID: newCID(), Log: &logRec{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		w.Write(ptyio.Stdout, []byte(fmt.Sprintf("line %d\n", i)), time.Now())
+	}
+	w.Close()
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &before)
+	time.Sleep(300 * time.Millisecond) // the interval whose CPU time is measured
+	unix.Getrusage(unix.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	if cpu > 50*time.Millisecond {
+		t.Fatalf("%v of CPU in 300 ms after Close", cpu)
+	}
+}
