@@ -63,7 +63,7 @@ type monitor struct {
 	oomw    *oom.Watcher
 	stdin   *stdinGate
 
-	output *ptyio.Output // the pumps' consumers, once they run
+	output *ptyio.Output // the pumps' consumers, set up with the logs and the attach socket
 
 	// The monitor's own progress, for afterPanic (docs/lifecycle.md §13.1).
 	reported atomic.Bool            // the pid was reported: the start-up is over
@@ -179,6 +179,8 @@ func (m *monitor) setupOutput() error {
 	if err := m.openLogs(); err != nil {
 		return err
 	}
+	// Complete before the ctl reader starts, which reads it (Reopen).
+	m.output = &ptyio.Output{Drivers: m.drivers, Log: m.log}
 	if m.opts.Bundle != "" && !m.opts.Logs.Passthrough {
 		return m.listenAttach()
 	}
@@ -269,6 +271,7 @@ func (m *monitor) listenAttach() error {
 		return err
 	}
 	m.attach = srv
+	m.output.Attach = srv
 	srv.Start()
 	fifos, err := ctl.Create(opts.Bundle, m, m.log)
 	if err != nil {

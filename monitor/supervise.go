@@ -173,11 +173,7 @@ func (m *monitor) startPumps() []*ptyio.Pump {
 	if m.pipes == nil {
 		return nil
 	}
-	out := &ptyio.Output{Drivers: m.drivers, Log: m.log}
-	if m.attach != nil {
-		out.Attach = m.attach
-	}
-	m.output = out
+	out := m.output
 	var pumps []*ptyio.Pump
 	m.mu.Lock()
 	term := m.term
