@@ -39,9 +39,12 @@ const (
 	maxFrame   = 1 + maxPayload
 	maxClients = 64
 	gcAfter    = 256 << 10 // bytes allocated since the last collection that make a client's end collect
-	recvSize   = 64 << 10  // conmon reads 32 KiB; engines send at most 32 KiB
-	backlog    = 10
-	sunPathLen = 108 // sizeof(sockaddr_un.sun_path) on Linux
+	// backlogWindow: how long after the first output Broadcast looks for clients waiting
+	// in the listen backlog (see Server.hadClient).
+	backlogWindow = 5 * time.Second
+	recvSize      = 64 << 10 // conmon reads 32 KiB; engines send at most 32 KiB
+	backlog       = 10
+	sunPathLen    = 108 // sizeof(sockaddr_un.sun_path) on Linux
 )
 
 // Config describes where the socket lives and where client input goes.
@@ -70,10 +73,14 @@ type Server struct {
 	lf     *os.File
 	lrc    syscall.RawConn
 	pendFn func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
-	// hadClient: a client was accepted. Until then every Broadcast first accepts what
-	// waits in the backlog (one accept4 returning EAGAIN, well under a microsecond per
-	// read); later clients attach to a running stream and race with it anyway.
-	hadClient atomic.Bool
+	// hadClient: a client was accepted. Until then, and for backlogWindow after the
+	// first output (backlogUntil, in Unix nanoseconds), every Broadcast first accepts
+	// what waits in the backlog (one accept4, usually EAGAIN): an engine connects right
+	// after it read the pid and before it starts the container. Later clients attach to
+	// a running stream and race with it anyway; a container nobody attaches to does not
+	// pay a system call per read for its whole life.
+	hadClient    atomic.Bool
+	backlogUntil int64 // guarded by bmu; 0 until the first Broadcast
 
 	mu      sync.Mutex // guards clients, started, closing
 	clients [maxClients]*client
@@ -334,7 +341,13 @@ func (s *Server) Broadcast(stream ptyio.Stream, p []byte) {
 	s.bmu.Lock()
 	defer s.bmu.Unlock()
 	if s.lrc != nil && !s.hadClient.Load() {
-		s.lrc.Control(s.pendFn)
+		now := time.Now().UnixNano()
+		if s.backlogUntil == 0 {
+			s.backlogUntil = now + int64(backlogWindow)
+		}
+		if now < s.backlogUntil {
+			s.lrc.Control(s.pendFn)
+		}
 	}
 	s.mu.Lock()
 	targets := s.targets[:0]

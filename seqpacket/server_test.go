@@ -837,6 +837,30 @@ func TestBacklogClientGetsFirstOutput(t *testing.T) {
 	}
 }
 
+// Past the backlog window a Broadcast makes no accept4: a client waiting in the backlog is
+// left to the accept goroutine (not started here), and the output does not reach it.
+func TestBacklogWindowEnds(t *testing.T) {
+	bundle := t.TempDir()
+	s, err := Listen(Config{Bundle: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(0); s.Remove() })
+	s.Broadcast(ptyio.Stderr, []byte("early"))
+	s.bmu.Lock()
+	s.backlogUntil = time.Now().Add(-time.Second).UnixNano()
+	s.bmu.Unlock()
+	fd := dial(t, bundle+"/attach")
+	s.Broadcast(ptyio.Stdout, []byte("late"))
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, maxFrame)
+	if n, err := unix.Read(fd, buf); err != unix.EAGAIN {
+		t.Fatalf("read %q, %v: the client was accepted after the backlog window", buf[:max(n, 0)], err)
+	}
+}
+
 // A client that keeps reading, only more slowly than the container writes, holds the
 // output back instead of being disconnected, and receives every byte.
 func TestReadingSlowClientKeepsEverything(t *testing.T) {
