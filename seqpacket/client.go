@@ -39,18 +39,21 @@ type client struct {
 	f  *os.File
 	rc syscall.RawConn
 
-	mu      sync.Mutex
-	cond    sync.Cond // writer waits here for frames, flush or stop
-	space   sync.Cond // enqueue waits here for room in a full queue
-	sent    time.Time // last time the writer finished a send
-	mem     []byte    // clientMem bytes mapped for ring, sendBuf and recvBuf
-	ring    []byte
-	head    int
-	used    int
-	outDone bool // output side finished: frames are dropped
-	flush   bool // Shutdown: the writer ends once the queue is empty
-	refs    int  // goroutines still using the client
-	wdone   chan struct{}
+	mu    sync.Mutex
+	cond  sync.Cond // writer waits here for frames, flush or stop
+	space sync.Cond // enqueue waits here for room in a full queue
+	sent  time.Time // last time the writer finished a send
+	// stallTimer wakes waitForRoom when the client's stall time is up; made at the
+	// first wait and reused, so that waiting allocates nothing.
+	stallTimer *time.Timer
+	mem        []byte // clientMem bytes mapped for ring, sendBuf and recvBuf
+	ring       []byte
+	head       int
+	used       int
+	outDone    bool // output side finished: frames are dropped
+	flush      bool // Shutdown: the writer ends once the queue is empty
+	refs       int  // goroutines still using the client
+	wdone      chan struct{}
 
 	// Writer state, used only by the writer goroutine and sendFn.
 	sendBuf []byte
@@ -191,9 +194,13 @@ func (c *client) waitForRoom(need int) bool {
 		if c.outDone || left <= 0 {
 			return false
 		}
-		t := time.AfterFunc(left, c.wakeEnqueue)
+		if c.stallTimer == nil {
+			c.stallTimer = time.AfterFunc(left, c.wakeEnqueue)
+		} else {
+			c.stallTimer.Reset(left)
+		}
 		c.space.Wait()
-		t.Stop()
+		c.stallTimer.Stop()
 	}
 	return true
 }
