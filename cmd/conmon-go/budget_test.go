@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// maxBinarySize is the ceiling for the static, stripped binary: every node maps it once
+// maxBinarySize (4 MiB) is the ceiling for the static, stripped binary: every node maps it once
 // per monitor, and its text is shared between them, so the size is a node cost, not a
 // per-container one (the per-container cost is guarded by the idle budget test of the
 // direct suite).
