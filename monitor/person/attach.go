@@ -52,7 +52,7 @@ func Attach(o AttachOptions) (int, error) {
 		defer watch.close()
 	}
 	tty := o.Terminal || configTerminal(dir)
-	s := &session{conn: conn, keys: keys}
+	s := &session{conn: conn, keys: detacher{keys: keys}}
 	if !o.NoStdin {
 		if s.in, err = readInput(); err != nil {
 			conn.Close()

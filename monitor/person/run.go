@@ -353,7 +353,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		c.discard()
 		return ExitFailure, fail("%w", err)
 	}
-	s := &session{conn: conn, keys: keys, mute: c.journaled(), noInput: true}
+	s := &session{conn: conn, keys: detacher{keys: keys}, mute: c.journaled(), noInput: true}
 	if c.o.Stdin {
 		if s.in, err = readInput(); err != nil {
 			conn.Close()
