@@ -124,7 +124,7 @@ func prepare(o RunOptions) (*container, error) {
 		return nil, err
 	}
 	id := newID()
-	c := &container{o: o, id: id, name: o.Name, rt: rt, report: os.Stderr, unit: newUnit()}
+	c := &container{o: o, id: id, name: o.Name, rt: rt, report: os.Stderr, unit: &unit{}}
 	if o.Quiet {
 		c.report = io.Discard
 	}
@@ -387,7 +387,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		return ExitFailure, fail("%w", err)
 	}
 	c.unit.ready(os.Getpid())
-	c.unit.watchdog(c.watch.monitorAlive)
+	c.unit.watchdog()
 
 	out := s.stay(c.path("attach"), sigc, c.forward, c.report)
 	if c.kill != nil {
