@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,7 +36,7 @@ func Attach(o AttachOptions) (int, error) {
 	if err != nil {
 		return ExitFailure, err
 	}
-	sock, err := findSocket(o.Target)
+	sock, err := Locate(o.Target, "attach", "attach socket: the container is not running, or this is not its bundle")
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -89,31 +88,6 @@ func Attach(o AttachOptions) (int, error) {
 		return ExitFailure, fail("the monitor closed the connection; the container's exit status is unknown: %w", err)
 	}
 	return status, nil
-}
-
-// findSocket resolves an attach target: a socket, a directory holding one (a bundle, a
-// run's state directory, CRI-O's <socket-dir>/<id>), or the name of a run's container.
-func findSocket(target string) (string, error) {
-	st, err := os.Stat(target)
-	if errors.Is(err, os.ErrNotExist) && target != "" && !strings.ContainsRune(target, '/') {
-		if base, berr := StateBase(); berr == nil {
-			if _, serr := os.Stat(filepath.Join(base, target)); serr == nil {
-				return findSocket(filepath.Join(base, target))
-			}
-		}
-		return "", fail("%s: no such file, directory or container name", target)
-	}
-	if err != nil {
-		return "", fail("%w", err)
-	}
-	if !st.IsDir() {
-		return target, nil
-	}
-	sock := filepath.Join(target, "attach")
-	if _, err := os.Lstat(sock); err != nil {
-		return "", fail("%s has no attach socket: the container is not running, or this is not its bundle", target)
-	}
-	return sock, nil
 }
 
 // dialError says in one line why sock cannot be attached to.
