@@ -40,6 +40,9 @@ rotations and truncations, and ends when the container's monitor has exited.
 
 Options:
 ` + logsFlags(&logview.Options{}, new(string)).FlagUsages() + `
+Exit status: 0; 125 for a bad command line, no such file or container, a file that is not
+a k8s-file log or a failure to read it, as for every command.
+
 Examples:
   conmon-go logs --tail 20 -f /run/conmon-go/web/ctr.log
   conmon-go logs --since 10m --timestamps web
@@ -48,8 +51,7 @@ Examples:
 
 func logsMain(args []string) int { return logs(args, os.Stdout, os.Stderr) }
 
-// logs is the logs command: one line on stderr and status 1 for bad input, 2 for a bad
-// command line.
+// logs is the logs command, writing to stdout and stderr.
 func logs(args []string, stdout, stderr io.Writer) int {
 	var o logview.Options
 	var since string
@@ -59,25 +61,21 @@ func logs(args []string, stdout, stderr io.Writer) int {
 			io.WriteString(stdout, logsUsage())
 			return 0
 		}
-		fmt.Fprintf(stderr, "conmon-go logs: %v (conmon-go logs --help)\n", err)
-		return 2
+		return failTo(stderr, "logs", "%v (conmon-go help logs)", err)
 	}
 	if flags.NArg() != 1 {
-		fmt.Fprintf(stderr, "conmon-go logs: want one log file, directory or container name, got %d arguments (conmon-go logs --help)\n", flags.NArg())
-		return 2
+		return failTo(stderr, "logs", "want one log file, directory or container name, got %d arguments (conmon-go help logs)", flags.NArg())
 	}
 	var err error
 	if o.Since, err = parseSince(since, time.Now()); err != nil {
-		fmt.Fprintf(stderr, "conmon-go logs: --since: %v\n", err)
-		return 2
+		return failTo(stderr, "logs", "--since: %v", err)
 	}
 	path, err := person.Locate(flags.Arg(0), "ctr.log", "ctr.log")
 	if err == nil {
 		err = logview.Show(path, o, stdout, stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "conmon-go logs: %v\n", err)
-		return 1
+		return failTo(stderr, "logs", "%v", err)
 	}
 	return 0
 }
