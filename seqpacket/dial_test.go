@@ -46,10 +46,18 @@ func TestDialExchangesFramesAndStdin(t *testing.T) {
 	if _, err := c.Write([]byte("hello\n")); err != nil {
 		t.Fatal(err)
 	}
+	// The test's stdin writes what it gets in two halves.
+	var got []byte
 	buf := make([]byte, 64)
-	n, err := stdin.r.Read(buf)
-	if err != nil || string(buf[:n]) != "hello\n" {
-		t.Fatalf("container stdin got %q, %v", buf[:n], err)
+	for len(got) < len("hello\n") {
+		n, err := stdin.r.Read(buf)
+		if err != nil {
+			t.Fatalf("container stdin got %q, %v", got, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "hello\n" {
+		t.Fatalf("container stdin got %q", got)
 	}
 	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
