@@ -40,8 +40,12 @@ func Attach(o AttachOptions) (int, error) {
 	if err != nil {
 		return ExitFailure, err
 	}
-	conn, err := seqpacket.Dial(sock)
-	if err != nil {
+	conn, err := dial(sock, sigc, terminating)
+	var in *interrupted
+	switch {
+	case errors.As(err, &in):
+		return exitSignalBase + int(in.sig), nil
+	case err != nil:
 		return ExitFailure, dialError(sock, err)
 	}
 	dir := filepath.Dir(sock)
@@ -97,6 +101,8 @@ func dialError(sock string, err error) error {
 		return fail("%s is not an attach socket (not SOCK_SEQPACKET)", sock)
 	case errors.Is(err, unix.ECONNREFUSED):
 		return fail("%s: nobody listens: the container's monitor has exited", sock)
+	case errors.Is(err, seqpacket.ErrNotAccepting):
+		return fail("%s: the monitor accepts no connections for %v: it is stopped or hung", sock, dialTimeout)
 	}
 	return fail("%w", err)
 }

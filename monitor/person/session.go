@@ -1,6 +1,8 @@
 package person
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -168,22 +170,27 @@ func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool)
 				return end(stopped)
 			}
 		case sig := <-sigc:
-			ss, _ := sig.(syscall.Signal)
-			switch ss {
-			case unix.SIGWINCH:
-				s.resize()
-			case unix.SIGCONT:
-				s.term.rawAgain()
-				s.resize()
-			case unix.SIGPIPE:
-				// Seen through the failed write.
-			default:
-				if onSignal(ss) {
-					return end(stopped)
-				}
+			if ss, _ := sig.(syscall.Signal); s.signal(ss, onSignal) {
+				return end(stopped)
 			}
 		}
 	}
+}
+
+// signal handles a signal received during the session; true when onSignal ends it.
+func (s *session) signal(sig syscall.Signal, onSignal func(syscall.Signal) bool) bool {
+	switch sig {
+	case unix.SIGWINCH:
+		s.resize()
+	case unix.SIGCONT:
+		s.term.rawAgain()
+		s.resize()
+	case unix.SIGPIPE:
+		// Seen through the failed write.
+	default:
+		return onSignal(sig)
+	}
+	return false
 }
 
 // maxReattach bounds how often a session is resumed after the monitor dropped it.
@@ -198,12 +205,54 @@ func (s *session) stay(sock string, sigc <-chan os.Signal, onSignal func(syscall
 		if out != ended || i == maxReattach {
 			return out
 		}
-		conn, err := seqpacket.Dial(sock)
-		if err != nil {
+		conn, err := dial(sock, sigc, func(sig syscall.Signal) bool { return s.signal(sig, onSignal) })
+		var in *interrupted
+		switch {
+		case errors.As(err, &in):
+			return stopped
+		case err != nil:
 			return out
 		}
 		s.conn = conn
 		fmt.Fprintf(report, "conmon-go: the monitor dropped this slow client; attached again (the output in between is in the log)\r\n")
+	}
+}
+
+// dialTimeout bounds the wait for a monitor that accepts no connections (stopped or hung
+// with its listen backlog full).
+const dialTimeout = 10 * time.Second
+
+// dial connects to the attach socket sock. While it waits, the signals on sigc go to
+// handle; one for which it returns true abandons the wait with an *interrupted error.
+func dial(sock string, sigc <-chan os.Signal, handle func(syscall.Signal) bool) (*seqpacket.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	type result struct {
+		conn *seqpacket.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := seqpacket.Dial(ctx, sock)
+		done <- result{conn, err}
+	}()
+	var stop syscall.Signal
+	for {
+		select {
+		case r := <-done:
+			if stop == 0 {
+				return r.conn, r.err
+			}
+			if r.conn != nil {
+				r.conn.Close()
+			}
+			return nil, &interrupted{stop}
+		case sig := <-sigc:
+			if ss, _ := sig.(syscall.Signal); stop == 0 && handle(ss) {
+				stop = ss
+				cancel()
+			}
+		}
 	}
 }
 

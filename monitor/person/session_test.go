@@ -1,6 +1,7 @@
 package person
 
 import (
+	"context"
 	"io"
 	"path/filepath"
 	"syscall"
@@ -92,7 +93,7 @@ type testSession struct {
 
 func startSession(t *testing.T, m *testMonitor, keys string) *testSession {
 	t.Helper()
-	conn, err := seqpacket.Dial(m.path)
+	conn, err := seqpacket.Dial(context.Background(), m.path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // A container without a terminal started with run -d: a viewer attached with --no-stdin
@@ -99,5 +103,76 @@ func TestAttachSignalDetaches(t *testing.T) {
 		}
 	case <-time.After(deadline):
 		t.Fatal("the container stopped after attach was interrupted")
+	}
+}
+
+// A monitor that accepts nobody (stopped, its listen backlog full): attach waits for it, and
+// ctrl-c ends the wait (exit 128+SIGINT) instead of leaving attach stuck in connect.
+func TestAttachInterruptedWhileConnecting(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "attach")
+	l, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(l)
+	if err := unix.Bind(l, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(l, 0); err != nil { // room for one connection, never accepted
+		t.Fatal(err)
+	}
+	filler, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(filler)
+	if err := unix.Connect(filler, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+
+	a := exec.Command(bin, "attach", "--no-stdin", sock)
+	var stderr bytes.Buffer
+	a.Stderr = &stderr
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.Wait(); close(done) }()
+	defer func() { a.Process.Kill(); <-done }()
+	waitCaught(t, a.Process.Pid, unix.SIGINT)
+	a.Process.Signal(unix.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		t.Fatalf("attach to a monitor that accepts nobody ignored SIGINT (stderr %q)", stderr.String())
+	}
+	if code := a.ProcessState.ExitCode(); code != 128+int(unix.SIGINT) || stderr.Len() != 0 {
+		t.Fatalf("attach interrupted while connecting: exit %d, stderr %q; want %d, nothing", code, stderr.String(), 128+int(unix.SIGINT))
+	}
+}
+
+// waitCaught waits until process pid catches sig. Nothing announces a signal handler; its
+// mask in /proc is looked at every 10 ms.
+func waitCaught(t *testing.T, pid int, sig unix.Signal) {
+	t.Helper()
+	status := "/proc/" + strconv.Itoa(pid) + "/status"
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(deadline)
+	for {
+		v, err := e2eutil.ProcValue(status, "SigCgt:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mask, err := strconv.ParseUint(v, 16, 64); err == nil && mask&(1<<(uint(sig)-1)) != 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-end:
+			t.Fatalf("process %d does not catch %v", pid, sig)
+		}
 	}
 }
