@@ -123,18 +123,24 @@ func (ts *testSession) typ(p string) { ts.chunks <- []byte(p) }
 
 func (ts *testSession) endInput() { close(ts.chunks) }
 
+// dropFirst accepts the session's first connection, checks that typed arrives on it as
+// forwarded, and drops it as a monitor drops a slow client.
+func (m *testMonitor) dropFirst(s *testSession, typed, forwarded string) {
+	m.t.Helper()
+	first := m.accept()
+	s.typ(typed)
+	if got := m.read(first); got != forwarded {
+		m.t.Fatalf("first connection got %q; want %q", got, forwarded)
+	}
+	m.close(first)
+}
+
 // A detach sequence typed half before and half after the monitor dropped the session still
 // detaches: the second half is not forwarded to the container.
 func TestSessionKeepsDetachKeysAcrossReattach(t *testing.T) {
 	m := listenAttach(t)
 	s := startSession(t, m, "\x10\x11")
-	first := m.accept()
-	s.typ("ls")
-	if got := m.read(first); got != "ls" {
-		t.Fatalf("first connection got %q", got)
-	}
-	s.typ("\x10")
-	m.close(first) // the monitor drops a slow client
+	m.dropFirst(s, "ls\x10", "ls")
 	second := m.accept()
 	s.typ("\x11")
 	select {
@@ -155,12 +161,7 @@ func TestSessionKeepsDetachKeysAcrossReattach(t *testing.T) {
 func TestSessionForwardsEveryKeyAcrossReattach(t *testing.T) {
 	m := listenAttach(t)
 	s := startSession(t, m, "")
-	first := m.accept()
-	s.typ("a")
-	if got := m.read(first); got != "a" {
-		t.Fatalf("first connection got %q", got)
-	}
-	m.close(first)
+	m.dropFirst(s, "a", "a")
 	s.typ("b") // taken by whichever copy reads stdin while the session reattaches
 	second := m.accept()
 	s.typ("c")
@@ -183,12 +184,7 @@ func TestSessionForwardsEveryKeyAcrossReattach(t *testing.T) {
 func TestSessionEndOfInputAfterReattach(t *testing.T) {
 	m := listenAttach(t)
 	s := startSession(t, m, "\x10\x11")
-	first := m.accept()
-	s.typ("x\x10")
-	if got := m.read(first); got != "x" {
-		t.Fatalf("first connection got %q", got)
-	}
-	m.close(first)
+	m.dropFirst(s, "x\x10", "x")
 	second := m.accept()
 	s.endInput()
 	if got := m.read(second); got != "\x10" {
