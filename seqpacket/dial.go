@@ -1,6 +1,7 @@
 package seqpacket
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -18,8 +20,13 @@ import (
 // 32 KiB buffer and would truncate a longer datagram.
 const MaxInput = 32 << 10
 
-// ErrNotAttachSocket means the path is a socket of another kind (not SOCK_SEQPACKET).
-var ErrNotAttachSocket = errors.New("not an attach socket (not a SOCK_SEQPACKET socket)")
+var (
+	// ErrNotAttachSocket means the path is a socket of another kind (not SOCK_SEQPACKET).
+	ErrNotAttachSocket = errors.New("not an attach socket (not a SOCK_SEQPACKET socket)")
+	// ErrNotAccepting means the monitor listens but takes no connection: its listen
+	// backlog stayed full (the monitor is stopped or hung).
+	ErrNotAccepting = errors.New("the monitor accepts no connections (its listen backlog is full)")
+)
 
 // Conn is the client side of an attach socket, the side engines implement: it reads the
 // monitor's output frames and sends the container's stdin as datagrams. It works with any
@@ -31,9 +38,18 @@ type Conn struct {
 	buf  [maxFrame]byte
 }
 
-// Dial connects to the attach socket at path. The connection goes through
-// /proc/self/fd/<dirfd>/<name>, as podman's does, so paths longer than sun_path work.
-func Dial(path string) (*Conn, error) {
+// connectRetry is the pause between connects to a monitor whose listen backlog is full
+// (a monitor that is stopped or hung accepts nobody). The kernel has no event for room in
+// the backlog: poll reports an unconnected socket writable at once. A blocking connect
+// would wait without bound and deaf to signals, so the connect is non-blocking and tried
+// again until the caller's context ends.
+const connectRetry = 10 * time.Millisecond
+
+// Dial connects to the attach socket at path, waiting while the monitor's listen backlog
+// is full until ctx ends (the error then wraps ErrNotAccepting and ctx's error). The
+// connection goes through /proc/self/fd/<dirfd>/<name>, as podman's does, so paths longer
+// than sun_path work.
+func Dial(ctx context.Context, path string) (*Conn, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return nil, &os.PathError{Op: "connect to", Path: path, Err: err}
@@ -46,19 +62,12 @@ func Dial(path string) (*Conn, error) {
 		return nil, &os.PathError{Op: "open socket directory", Path: filepath.Dir(path), Err: err}
 	}
 	defer unix.Close(dfd)
-	// Connected while blocking (a full backlog makes a non-blocking AF_UNIX connect fail
-	// with EAGAIN), then handed to the poller.
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
 	addr := &unix.SockaddrUnix{Name: "/proc/self/fd/" + strconv.Itoa(dfd) + "/" + filepath.Base(path)}
-	// Go installs its signal handlers with SA_RESTART: no EINTR here.
-	err = unix.Connect(fd, addr)
-	if err == nil {
-		err = unix.SetNonblock(fd, true)
-	}
-	if err != nil {
+	if err = connectUntil(ctx, fd, addr); err != nil {
 		unix.Close(fd)
 		if err == unix.EPROTOTYPE {
 			err = ErrNotAttachSocket
@@ -72,6 +81,29 @@ func Dial(path string) (*Conn, error) {
 		return nil, &os.PathError{Op: "connect to", Path: path, Err: err}
 	}
 	return &Conn{f: f, rc: rc, path: path}, nil
+}
+
+// connectUntil connects the non-blocking socket fd to addr, trying again while ctx lasts:
+// an AF_UNIX connect completes at once or fails with EAGAIN while the backlog is full.
+func connectUntil(ctx context.Context, fd int, addr *unix.SockaddrUnix) error {
+	var retry *time.Timer
+	for {
+		err := unix.Connect(fd, addr)
+		if err != unix.EAGAIN {
+			return err
+		}
+		if retry == nil {
+			retry = time.NewTimer(connectRetry)
+			defer retry.Stop()
+		} else {
+			retry.Reset(connectRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotAccepting, ctx.Err())
+		case <-retry.C:
+		}
+	}
 }
 
 // Path is the socket path given to Dial.

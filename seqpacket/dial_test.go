@@ -2,6 +2,7 @@ package seqpacket
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -21,7 +22,7 @@ func TestDialExchangesFramesAndStdin(t *testing.T) {
 	dir := t.TempDir()
 	stdin := newPipeStdin(t, 0)
 	s, log := startServer(t, Config{Bundle: dir, Stdin: stdin})
-	c, err := Dial(filepath.Join(dir, "attach"))
+	c, err := Dial(context.Background(), filepath.Join(dir, "attach"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +47,18 @@ func TestDialExchangesFramesAndStdin(t *testing.T) {
 	if _, err := c.Write([]byte("hello\n")); err != nil {
 		t.Fatal(err)
 	}
+	// The test's stdin writes what it gets in two halves.
+	var got []byte
 	buf := make([]byte, 64)
-	n, err := stdin.r.Read(buf)
-	if err != nil || string(buf[:n]) != "hello\n" {
-		t.Fatalf("container stdin got %q, %v", buf[:n], err)
+	for len(got) < len("hello\n") {
+		n, err := stdin.r.Read(buf)
+		if err != nil {
+			t.Fatalf("container stdin got %q, %v", got, err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if string(got) != "hello\n" {
+		t.Fatalf("container stdin got %q", got)
 	}
 	if err := c.CloseWrite(); err != nil {
 		t.Fatal(err)
@@ -74,7 +83,7 @@ func TestDialWriteSplitsInput(t *testing.T) {
 	dir := t.TempDir()
 	stdin := newPipeStdin(t, 1<<20)
 	_, log := startServer(t, Config{Bundle: dir, Stdin: stdin})
-	c, err := Dial(filepath.Join(dir, "attach"))
+	c, err := Dial(context.Background(), filepath.Join(dir, "attach"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +120,7 @@ func TestDialLongPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	startServer(t, Config{Bundle: dir})
-	c, err := Dial(filepath.Join(dir, "attach"))
+	c, err := Dial(context.Background(), filepath.Join(dir, "attach"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +131,10 @@ func TestDialErrors(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o600)
-	if _, err := Dial(file); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if _, err := Dial(context.Background(), file); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("regular file: %v", err)
 	}
-	if _, err := Dial(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Dial(context.Background(), filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing path: %v", err)
 	}
 
@@ -141,7 +150,7 @@ func TestDialErrors(t *testing.T) {
 	if err := unix.Listen(fd, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Dial(stream); !errors.Is(err, ErrNotAttachSocket) {
+	if _, err := Dial(context.Background(), stream); !errors.Is(err, ErrNotAttachSocket) {
 		t.Errorf("stream socket: %v; want ErrNotAttachSocket", err)
 	}
 
@@ -152,7 +161,62 @@ func TestDialErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Close(fd2)
-	if _, err := Dial(gone); !errors.Is(err, unix.ECONNREFUSED) {
+	if _, err := Dial(context.Background(), gone); !errors.Is(err, unix.ECONNREFUSED) {
 		t.Errorf("socket without listener: %v; want ECONNREFUSED", err)
+	}
+}
+
+// A monitor that accepts nobody (stopped, its listen backlog full): Dial waits until its
+// context ends, and connects as soon as there is room.
+func TestDialFullBacklog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "attach")
+	l, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(l)
+	if err := unix.Bind(l, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(l, 0); err != nil { // room for one connection
+		t.Fatal(err)
+	}
+	first, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := Dial(ctx, path); !errors.Is(err, ErrNotAccepting) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial with a full backlog = %v; want ErrNotAccepting after the deadline", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel) // before or during the Dial: the same result
+	if _, err := Dial(ctx, path); !errors.Is(err, ErrNotAccepting) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Dial cancelled = %v; want ErrNotAccepting, cancelled", err)
+	}
+
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := Dial(context.Background(), path)
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	a, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC) // room in the backlog
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(a)
+	select {
+	case err := <-dialed:
+		if err != nil {
+			t.Fatalf("Dial once there was room: %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Dial did not connect once there was room")
 	}
 }

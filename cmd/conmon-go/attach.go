@@ -33,12 +33,15 @@ directory that holds it (a bundle, the state directory of "conmon-go run", podma
 userdata directory, CRI-O's <socket-dir>/<id>), or the name given to "conmon-go run".
 
 The detach keys (default ctrl-p,ctrl-q), SIGINT, SIGTERM and SIGHUP detach and leave the
-container running (exit status 0). When the container ends while attached, attach exits
-with its status, read from the exit file the monitor's command line names; 125 when it
-cannot be found.
+container running. When the container ends while attached, its status is read from the
+exit file the monitor's command line names.
 
 Options:
 ` + fs.FlagUsages() + `
+Exit status: 0 after a detach; the container's when it ended while attached; 125 when
+conmon-go fails: a bad command line, no such container, not an attach socket, or no exit
+status to be found.
+
 Examples:
   conmon-go attach ticker
   conmon-go attach --no-stdin /run/conmon-go/ticker/attach

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -18,6 +19,8 @@ the exit files. "conmon-go --help" lists those options. Configure it with
 podman --conmon /usr/local/bin/conmon-go, or conmon_path/monitor_path in the engine's config.
 
 For people: commands that drive the same monitor by hand, given as the first argument.
+Each fails with one line on stderr and exit status 125, as podman does; run and attach
+otherwise exit with the container's status.
 `
 
 const overviewExamples = `
@@ -56,7 +59,7 @@ func commandsHelp() string {
 }
 
 func helpUsage() string {
-	return "Usage: conmon-go help [COMMAND]\n\nExplains conmon-go, or one command.\n"
+	return "Usage: conmon-go help [COMMAND]\n\nExplains conmon-go, or one command.\n\nExit status: 0; 125 for an unknown command.\n"
 }
 
 func helpMain(args []string) int {
@@ -76,12 +79,17 @@ func helpMain(args []string) int {
 }
 
 // failf prints one line on stderr, "conmon-go[ <cmd>]: <message>", and returns the status
-// of conmon-go's own failures.
+// of conmon-go's own failures, the same for every command.
 func failf(cmd, format string, args ...any) int {
+	return failTo(os.Stderr, cmd, format, args...)
+}
+
+// failTo is failf writing to w.
+func failTo(w io.Writer, cmd, format string, args ...any) int {
 	prefix := "conmon-go: "
 	if cmd != "" {
 		prefix = "conmon-go " + cmd + ": "
 	}
-	fmt.Fprintf(os.Stderr, prefix+format+"\n", args...)
+	fmt.Fprintf(w, prefix+format+"\n", args...)
 	return person.ExitFailure
 }

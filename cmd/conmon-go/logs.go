@@ -4,14 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/conmon-go/conmon-go/monitor/person"
 	"github.com/conmon-go/conmon-go/ptyio/k8sfile/logview"
 )
 
@@ -27,20 +25,24 @@ func logsFlags(o *logview.Options, since *string) *pflag.FlagSet {
 }
 
 func logsUsage() string {
-	return `Usage: conmon-go logs [OPTIONS] PATH|ID
+	return `Usage: conmon-go logs [OPTIONS] PATH|NAME
 
 Shows a k8s-file container log (written by conmon-go or conmon): the container's stdout
 on stdout and its stderr on stderr, records joined into whole lines.
 
 PATH is the log file or the directory holding it as ctr.log (a podman container's
-userdata directory, a conmon-go run state directory); ID names a container started by
-"conmon-go run", whose log is /run/conmon-go/ID/ctr.log or $XDG_RUNTIME_DIR/conmon-go/ID/ctr.log.
+userdata directory, a conmon-go run state directory); NAME is the name given to
+"conmon-go run", as for attach: its log is /run/conmon-go/NAME/ctr.log as root, else
+$XDG_RUNTIME_DIR/conmon-go/NAME/ctr.log.
 
 With --follow it goes on showing what the container writes, across log reopens,
 rotations and truncations, and ends when the container's monitor has exited.
 
 Options:
 ` + logsFlags(&logview.Options{}, new(string)).FlagUsages() + `
+Exit status: 0; 125 for a bad command line, no such file or container, a file that is not
+a k8s-file log or a failure to read it, as for every command.
+
 Examples:
   conmon-go logs --tail 20 -f /run/conmon-go/web/ctr.log
   conmon-go logs --since 10m --timestamps web
@@ -49,8 +51,7 @@ Examples:
 
 func logsMain(args []string) int { return logs(args, os.Stdout, os.Stderr) }
 
-// logs is the logs command: one line on stderr and status 1 for bad input, 2 for a bad
-// command line.
+// logs is the logs command, writing to stdout and stderr.
 func logs(args []string, stdout, stderr io.Writer) int {
 	var o logview.Options
 	var since string
@@ -60,25 +61,21 @@ func logs(args []string, stdout, stderr io.Writer) int {
 			io.WriteString(stdout, logsUsage())
 			return 0
 		}
-		fmt.Fprintf(stderr, "conmon-go logs: %v (conmon-go logs --help)\n", err)
-		return 2
+		return failTo(stderr, "logs", "%v (conmon-go help logs)", err)
 	}
 	if flags.NArg() != 1 {
-		fmt.Fprintf(stderr, "conmon-go logs: want one log file, directory or container id, got %d arguments (conmon-go logs --help)\n", flags.NArg())
-		return 2
+		return failTo(stderr, "logs", "want one log file, directory or container name, got %d arguments (conmon-go help logs)", flags.NArg())
 	}
 	var err error
 	if o.Since, err = parseSince(since, time.Now()); err != nil {
-		fmt.Fprintf(stderr, "conmon-go logs: --since: %v\n", err)
-		return 2
+		return failTo(stderr, "logs", "--since: %v", err)
 	}
-	path, err := logPath(flags.Arg(0))
+	path, err := person.Locate(flags.Arg(0), "ctr.log", "ctr.log")
 	if err == nil {
 		err = logview.Show(path, o, stdout, stderr)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "conmon-go logs: %v\n", err)
-		return 1
+		return failTo(stderr, "logs", "%v", err)
 	}
 	return 0
 }
@@ -96,36 +93,4 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2006-01-02T15:04:05Z07:00) nor a duration (10m)", s)
 	}
 	return now.Add(-d), nil
-}
-
-// logPath resolves the argument: a file, a directory holding ctr.log, or the id of a
-// container started by `conmon-go run`.
-func logPath(arg string) (string, error) {
-	st, err := os.Stat(arg)
-	switch {
-	case err == nil && st.IsDir():
-		return filepath.Join(arg, "ctr.log"), nil
-	case err == nil:
-		return arg, nil
-	case !errors.Is(err, fs.ErrNotExist) || strings.ContainsRune(arg, '/') || arg == "." || arg == "..":
-		return "", err
-	}
-	var tried []string
-	for _, root := range stateRoots() {
-		path := filepath.Join(root, arg, "ctr.log")
-		if _, err := os.Stat(path); err == nil {
-			return path, nil
-		}
-		tried = append(tried, path)
-	}
-	return "", fmt.Errorf("%s: no such file, and no container of that id (no %s)", arg, strings.Join(tried, " or "))
-}
-
-// stateRoots are where `conmon-go run` keeps its containers' state directories.
-func stateRoots() []string {
-	var roots []string
-	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
-		roots = append(roots, filepath.Join(dir, "conmon-go"))
-	}
-	return append(roots, "/run/conmon-go")
 }

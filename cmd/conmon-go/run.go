@@ -54,8 +54,9 @@ goes to journald there unless -l says otherwise.
 
 Options:
 ` + fs.FlagUsages() + `
-Exit status: the container's; 125 when conmon-go, the monitor or the runtime fails; 126
-when the command cannot be executed, 127 when it is not found.
+Exit status: the container's; 0 after a detach; 125 when conmon-go (a bad command line
+included), the monitor or the runtime fails; 126 when the command cannot be executed, 127
+when it is not found.
 
 Examples (as root; hack/mkbundle.sh /tmp/bb makes a busybox bundle):
   conmon-go run --rootfs /tmp/bb/rootfs -- sh -c 'echo hello; exit 3'; echo $?

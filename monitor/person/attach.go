@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,12 +36,16 @@ func Attach(o AttachOptions) (int, error) {
 	if err != nil {
 		return ExitFailure, err
 	}
-	sock, err := findSocket(o.Target)
+	sock, err := Locate(o.Target, "attach", "attach socket: the container is not running, or this is not its bundle")
 	if err != nil {
 		return ExitFailure, err
 	}
-	conn, err := seqpacket.Dial(sock)
-	if err != nil {
+	conn, err := dial(sock, sigc, terminating)
+	var in *interrupted
+	switch {
+	case errors.As(err, &in):
+		return exitSignalBase + int(in.sig), nil
+	case err != nil:
 		return ExitFailure, dialError(sock, err)
 	}
 	dir := filepath.Dir(sock)
@@ -52,7 +55,7 @@ func Attach(o AttachOptions) (int, error) {
 		defer watch.close()
 	}
 	tty := o.Terminal || configTerminal(dir)
-	s := &session{conn: conn, keys: keys}
+	s := &session{conn: conn, keys: detacher{keys: keys}}
 	if !o.NoStdin {
 		if s.in, err = readInput(); err != nil {
 			conn.Close()
@@ -91,31 +94,6 @@ func Attach(o AttachOptions) (int, error) {
 	return status, nil
 }
 
-// findSocket resolves an attach target: a socket, a directory holding one (a bundle, a
-// run's state directory, CRI-O's <socket-dir>/<id>), or the name of a run's container.
-func findSocket(target string) (string, error) {
-	st, err := os.Stat(target)
-	if errors.Is(err, os.ErrNotExist) && target != "" && !strings.ContainsRune(target, '/') {
-		if base, berr := StateBase(); berr == nil {
-			if _, serr := os.Stat(filepath.Join(base, target)); serr == nil {
-				return findSocket(filepath.Join(base, target))
-			}
-		}
-		return "", fail("%s: no such file, directory or container name", target)
-	}
-	if err != nil {
-		return "", fail("%w", err)
-	}
-	if !st.IsDir() {
-		return target, nil
-	}
-	sock := filepath.Join(target, "attach")
-	if _, err := os.Lstat(sock); err != nil {
-		return "", fail("%s has no attach socket: the container is not running, or this is not its bundle", target)
-	}
-	return sock, nil
-}
-
 // dialError says in one line why sock cannot be attached to.
 func dialError(sock string, err error) error {
 	switch {
@@ -123,6 +101,8 @@ func dialError(sock string, err error) error {
 		return fail("%s is not an attach socket (not SOCK_SEQPACKET)", sock)
 	case errors.Is(err, unix.ECONNREFUSED):
 		return fail("%s: nobody listens: the container's monitor has exited", sock)
+	case errors.Is(err, seqpacket.ErrNotAccepting):
+		return fail("%s: the monitor accepts no connections for %v: it is stopped or hung", sock, dialTimeout)
 	}
 	return fail("%w", err)
 }

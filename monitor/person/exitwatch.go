@@ -137,16 +137,6 @@ func (w *exitWatch) drain() {
 	}
 }
 
-// monitorAlive reports whether the monitor still runs (true when it is unknown).
-func (w *exitWatch) monitorAlive() bool {
-	if w.pidfd < 0 {
-		return true
-	}
-	fds := []unix.PollFd{{Fd: int32(w.pidfd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, 0)
-	return err != nil || n == 0
-}
-
 // waitMonitor waits up to timeout for the monitor to end.
 func (w *exitWatch) waitMonitor(timeout time.Duration) bool {
 	if w.pidfd < 0 {

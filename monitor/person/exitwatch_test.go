@@ -62,8 +62,8 @@ func TestExitWatchMonitorGone(t *testing.T) {
 	}
 	w := newExitWatch([]string{filepath.Join(t.TempDir(), "exit")}, cmd.Process.Pid)
 	defer w.close()
-	if !w.monitorAlive() {
-		t.Fatal("monitorAlive false for a running process")
+	if w.waitMonitor(0) {
+		t.Fatal("waitMonitor saw a running process end")
 	}
 	go cmd.Wait()
 	start := time.Now()
@@ -73,7 +73,7 @@ func TestExitWatchMonitorGone(t *testing.T) {
 	if time.Since(start) > 10*time.Second {
 		t.Fatal("wait did not end with the monitor")
 	}
-	if w.monitorAlive() {
-		t.Fatal("monitorAlive true for an ended process")
+	if !w.waitMonitor(0) {
+		t.Fatal("waitMonitor did not see the process end")
 	}
 }

@@ -61,6 +61,38 @@ func StateBase() (string, error) {
 	return "", errors.New("XDG_RUNTIME_DIR is not set: give --state-dir")
 }
 
+// Locate finds the file of a container (its attach socket, its log) from what a person
+// names the container by, the same for every command: an existing path that is not a
+// directory is the file itself; a directory holds it as file (a bundle, a run's state
+// directory, podman's userdata directory, CRI-O's <socket-dir>/<id>); a word without '/'
+// that names nothing is the name given to `run`, whose state directory is in StateBase.
+// A directory without the file is "<dir> has no <what>".
+func Locate(target, file, what string) (string, error) {
+	st, err := os.Stat(target)
+	if errors.Is(err, os.ErrNotExist) && target != "" && !strings.ContainsRune(target, '/') {
+		base, berr := StateBase()
+		if berr != nil {
+			return "", fail("%s: no such file or directory, nor a container name: %w", target, berr)
+		}
+		dir := filepath.Join(base, target)
+		if st, err = os.Stat(dir); err != nil {
+			return "", fail("%s: no such file, directory or container name (no %s)", target, dir)
+		}
+		target = dir
+	}
+	if err != nil {
+		return "", fail("%w", err)
+	}
+	if !st.IsDir() {
+		return target, nil
+	}
+	path := filepath.Join(target, file)
+	if _, err := os.Lstat(path); err != nil {
+		return "", fail("%s has no %s", target, what)
+	}
+	return path, nil
+}
+
 // validName reports whether name can be a container name: it names the state directory
 // and appears in journald's CONTAINER_NAME, so it keeps to the runtime's id characters.
 func validName(name string) bool {

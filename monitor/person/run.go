@@ -1,6 +1,7 @@
 package person
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -124,7 +125,7 @@ func prepare(o RunOptions) (*container, error) {
 		return nil, err
 	}
 	id := newID()
-	c := &container{o: o, id: id, name: o.Name, rt: rt, report: os.Stderr, unit: newUnit()}
+	c := &container{o: o, id: id, name: o.Name, rt: rt, report: os.Stderr, unit: &unit{}}
 	if o.Quiet {
 		c.report = io.Discard
 	}
@@ -187,8 +188,14 @@ func (c *container) makeStateDir() error {
 		return fail("state directory: %w", err)
 	case len(entries) == 0:
 	default:
-		if conn, err := seqpacket.Dial(c.path("attach")); err == nil {
+		// One connect: a monitor that accepts nobody listens all the same.
+		once, cancel := context.WithCancel(context.Background())
+		cancel()
+		conn, err := seqpacket.Dial(once, c.path("attach"))
+		if err == nil {
 			conn.Close()
+		}
+		if err == nil || errors.Is(err, seqpacket.ErrNotAccepting) {
 			return fail("container %s is running (state directory %s)", c.name, c.dir)
 		}
 		if !finished(c.dir) && !monitorGone(c.dir) {
@@ -348,12 +355,16 @@ func (c *container) startDetached(mpid int) (int, error) {
 // output goes to our stdout and stderr, signals to the container, and the container's exit
 // status becomes ours.
 func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error) {
-	conn, err := seqpacket.Dial(c.path("attach"))
+	conn, err := dial(c.path("attach"), sigc, terminating)
 	if err != nil {
 		c.discard()
+		var in *interrupted
+		if errors.As(err, &in) {
+			return exitSignalBase + int(in.sig), nil
+		}
 		return ExitFailure, fail("%w", err)
 	}
-	s := &session{conn: conn, keys: keys, mute: c.journaled(), noInput: true}
+	s := &session{conn: conn, keys: detacher{keys: keys}, mute: c.journaled(), noInput: true}
 	if c.o.Stdin {
 		if s.in, err = readInput(); err != nil {
 			conn.Close()
@@ -387,7 +398,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		return ExitFailure, fail("%w", err)
 	}
 	c.unit.ready(os.Getpid())
-	c.unit.watchdog(c.watch.monitorAlive)
+	c.unit.watchdog()
 
 	out := s.stay(c.path("attach"), sigc, c.forward, c.report)
 	if c.kill != nil {

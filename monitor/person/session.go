@@ -1,6 +1,8 @@
 package person
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,10 +101,14 @@ func (in *input) stop() {
 type session struct {
 	conn *seqpacket.Conn
 	in   *input // nil: stdin is not forwarded
-	keys []byte // detach sequence
-	term *userTerminal
-	ctl  *ctl.Writer // nil: the container has no terminal to resize
-	mute bool        // the output is read and dropped: it is in the journal already
+	// keys finds the detach sequence; it belongs to the session, not to one connection, so
+	// that a sequence half typed when the monitor drops the session completes after it.
+	keys detacher
+	// unsent is input a failed write left over, sent first on the next connection.
+	unsent []byte
+	term   *userTerminal
+	ctl    *ctl.Writer // nil: the container has no terminal to resize
+	mute   bool        // the output is read and dropped: it is in the journal already
 	// noInput: without stdin to forward, the client's input side is shut at once, as
 	// podman does (a monitor started with -i then closes the container's stdin).
 	noInput bool
@@ -119,7 +125,8 @@ const (
 
 // run copies until the monitor closes the connection, the detach keys are typed, or
 // onSignal returns true for a signal received on sigc. A stdout that cannot be written to
-// any more counts as SIGPIPE: the output is then read and dropped.
+// any more counts as SIGPIPE: the output is then read and dropped. It returns once the
+// input copy has ended: the next run (after a reattach) takes over stdin and the connection.
 func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool) outcome {
 	if s.in == nil && s.noInput {
 		s.conn.CloseWrite()
@@ -129,13 +136,23 @@ func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool)
 	outFailed := make(chan struct{}, 1)
 	go s.copyOutput(outDone, outFailed)
 	stop := make(chan struct{})
-	defer close(stop)
+	inDone := make(chan struct{})
 	detach := make(chan struct{}, 1)
 	if s.in != nil {
-		go s.copyInput(stop, detach)
+		go func() {
+			defer close(inDone)
+			s.copyInput(stop, detach)
+		}()
+	} else {
+		close(inDone)
 	}
+	// end closes the connection, which ends a copy parked in a read or a write on it, and
+	// waits for both copies; the output copy may sit in a write to a terminal that does
+	// not take output, and is given outputStalled.
 	end := func(o outcome) outcome {
-		s.conn.Close() // ends the output copy
+		s.conn.Close()
+		close(stop)
+		<-inDone
 		select {
 		case <-outDone:
 		case <-time.After(outputStalled):
@@ -145,7 +162,7 @@ func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool)
 	for {
 		select {
 		case <-outDone:
-			return ended
+			return end(ended)
 		case <-detach:
 			return end(detached)
 		case <-outFailed:
@@ -153,22 +170,27 @@ func (s *session) run(sigc <-chan os.Signal, onSignal func(syscall.Signal) bool)
 				return end(stopped)
 			}
 		case sig := <-sigc:
-			ss, _ := sig.(syscall.Signal)
-			switch ss {
-			case unix.SIGWINCH:
-				s.resize()
-			case unix.SIGCONT:
-				s.term.rawAgain()
-				s.resize()
-			case unix.SIGPIPE:
-				// Seen through the failed write.
-			default:
-				if onSignal(ss) {
-					return end(stopped)
-				}
+			if ss, _ := sig.(syscall.Signal); s.signal(ss, onSignal) {
+				return end(stopped)
 			}
 		}
 	}
+}
+
+// signal handles a signal received during the session; true when onSignal ends it.
+func (s *session) signal(sig syscall.Signal, onSignal func(syscall.Signal) bool) bool {
+	switch sig {
+	case unix.SIGWINCH:
+		s.resize()
+	case unix.SIGCONT:
+		s.term.rawAgain()
+		s.resize()
+	case unix.SIGPIPE:
+		// Seen through the failed write.
+	default:
+		return onSignal(sig)
+	}
+	return false
 }
 
 // maxReattach bounds how often a session is resumed after the monitor dropped it.
@@ -183,13 +205,54 @@ func (s *session) stay(sock string, sigc <-chan os.Signal, onSignal func(syscall
 		if out != ended || i == maxReattach {
 			return out
 		}
-		conn, err := seqpacket.Dial(sock)
-		if err != nil {
+		conn, err := dial(sock, sigc, func(sig syscall.Signal) bool { return s.signal(sig, onSignal) })
+		var in *interrupted
+		switch {
+		case errors.As(err, &in):
+			return stopped
+		case err != nil:
 			return out
 		}
-		s.conn.Close()
 		s.conn = conn
 		fmt.Fprintf(report, "conmon-go: the monitor dropped this slow client; attached again (the output in between is in the log)\r\n")
+	}
+}
+
+// dialTimeout bounds the wait for a monitor that accepts no connections (stopped or hung
+// with its listen backlog full).
+const dialTimeout = 10 * time.Second
+
+// dial connects to the attach socket sock. While it waits, the signals on sigc go to
+// handle; one for which it returns true abandons the wait with an *interrupted error.
+func dial(sock string, sigc <-chan os.Signal, handle func(syscall.Signal) bool) (*seqpacket.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	type result struct {
+		conn *seqpacket.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := seqpacket.Dial(ctx, sock)
+		done <- result{conn, err}
+	}()
+	var stop syscall.Signal
+	for {
+		select {
+		case r := <-done:
+			if stop == 0 {
+				return r.conn, r.err
+			}
+			if r.conn != nil {
+				r.conn.Close()
+			}
+			return nil, &interrupted{stop}
+		case sig := <-sigc:
+			if ss, _ := sig.(syscall.Signal); stop == 0 && handle(ss) {
+				stop = ss
+				cancel()
+			}
+		}
 	}
 }
 
@@ -233,29 +296,42 @@ func (s *session) copyOutput(done, failed chan<- struct{}) {
 // container's stdin unless the monitor keeps it open), the detach keys are typed, or the
 // session stops.
 func (s *session) copyInput(stop <-chan struct{}, detach chan<- struct{}) {
-	d := detacher{keys: s.keys}
+	if len(s.unsent) > 0 && !s.send(s.unsent) {
+		return
+	}
 	for {
 		select {
 		case <-stop:
 			return
 		case p, ok := <-s.in.chunks:
 			if !ok {
-				if rest := d.pending(); len(rest) > 0 {
-					s.conn.Write(rest)
+				if rest := s.keys.pending(); len(rest) > 0 && !s.send(rest) {
+					return
 				}
 				s.conn.CloseWrite()
 				return
 			}
-			out, hit := d.scan(p)
-			if len(out) > 0 {
-				if _, err := s.conn.Write(out); err != nil {
-					return
-				}
-			}
+			out, hit := s.keys.scan(p)
+			sent := len(out) == 0 || s.send(out)
 			if hit {
 				detach <- struct{}{}
 				return
 			}
+			if !sent {
+				return
+			}
 		}
 	}
+}
+
+// send writes p to the container's stdin. What a failed write left unsent (the monitor
+// dropped the connection) is kept for the next connection.
+func (s *session) send(p []byte) bool {
+	n, err := s.conn.Write(p)
+	if err != nil {
+		s.unsent = append(s.unsent[:0], p[n:]...)
+		return false
+	}
+	s.unsent = s.unsent[:0]
+	return true
 }

@@ -1,6 +1,7 @@
 // Package sdnotify relays filtered sd_notify datagrams from the container's
 // notify socket to the host's (protocol.md §8), tells the monitor's own
-// systemd unit that the container runs and feeds that unit's watchdog.
+// systemd unit (or that of `conmon-go run`) that the container runs or ends, and feeds
+// that unit's watchdog.
 package sdnotify
 
 import (
@@ -246,6 +247,12 @@ func keep(line []byte) bool {
 // when the variable is unset. It waits without bound while the unit's socket is full.
 func NotifyReady(mainPID int) (sent bool, err error) {
 	return daemon.SdNotify(false, daemon.SdNotifyReady+"\nMAINPID="+strconv.Itoa(mainPID))
+}
+
+// NotifyStopping tells the systemd unit named by NOTIFY_SOCKET that its service is ending.
+// sent is false when the variable is unset.
+func NotifyStopping() (sent bool, err error) {
+	return daemon.SdNotify(false, daemon.SdNotifyStopping)
 }
 
 // Watchdog returns how often the unit wants WATCHDOG=1 from this process (WatchdogSec=),

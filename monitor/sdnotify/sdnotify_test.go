@@ -277,6 +277,22 @@ func TestNotifyReady(t *testing.T) {
 	}
 }
 
+func TestNotifyStopping(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	if sent, err := NotifyStopping(); sent || err != nil {
+		t.Fatalf("unset NOTIFY_SOCKET: sent %v, %v", sent, err)
+	}
+	hostPath := filepath.Join(t.TempDir(), "notify")
+	host := hostSocket(t, hostPath)
+	t.Setenv("NOTIFY_SOCKET", hostPath)
+	if sent, err := NotifyStopping(); !sent || err != nil {
+		t.Fatalf("sent %v, %v", sent, err)
+	}
+	if got := recvString(t, host); got != "STOPPING=1" {
+		t.Fatalf("got %q", got)
+	}
+}
+
 func TestLongHostPath(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), strings.Repeat("h", 120))
 	if err := os.Mkdir(dir, 0o755); err != nil {

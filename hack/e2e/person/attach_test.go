@@ -3,7 +3,10 @@ package person
 import (
 	"bufio"
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +102,79 @@ func TestAttachSignalDetaches(t *testing.T) {
 		}
 	case <-time.After(deadline):
 		t.Fatal("the container stopped after attach was interrupted")
+	}
+}
+
+// A monitor that accepts nobody (stopped, its listen backlog full): attach waits for it, and
+// ctrl-c ends the wait (exit 128+SIGINT) instead of leaving attach stuck in connect.
+func TestAttachInterruptedWhileConnecting(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "attach")
+	l, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(l)
+	if err := unix.Bind(l, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(l, 0); err != nil { // room for one connection, never accepted
+		t.Fatal(err)
+	}
+	filler, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(filler)
+	if err := unix.Connect(filler, &unix.SockaddrUnix{Name: sock}); err != nil {
+		t.Fatal(err)
+	}
+
+	a := exec.Command(bin, "attach", "--no-stdin", sock)
+	var stderr bytes.Buffer
+	a.Stderr = &stderr
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.Wait(); close(done) }()
+	defer func() { a.Process.Kill(); <-done }()
+	waitConnecting(t, a.Process.Pid)
+	a.Process.Signal(unix.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		t.Fatalf("attach to a monitor that accepts nobody ignored SIGINT (stderr %q)", stderr.String())
+	}
+	if code := a.ProcessState.ExitCode(); code != 128+int(unix.SIGINT) || stderr.Len() != 0 {
+		t.Fatalf("attach interrupted while connecting: exit %d, stderr %q; want %d, nothing", code, stderr.String(), 128+int(unix.SIGINT))
+	}
+}
+
+// waitConnecting waits until process pid has a socket open: attach connects only after
+// it caught the signals (the Go runtime catches SIGINT from its start, so the signal mask
+// in /proc does not tell). Nothing announces a new fd: /proc is looked at every 10 ms.
+func waitConnecting(t *testing.T, pid int) {
+	t.Helper()
+	fds := "/proc/" + strconv.Itoa(pid) + "/fd"
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(deadline)
+	for {
+		entries, err := os.ReadDir(fds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if target, _ := os.Readlink(filepath.Join(fds, e.Name())); strings.HasPrefix(target, "socket:") {
+				return
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-end:
+			t.Fatalf("process %d opened no socket", pid)
+		}
 	}
 }

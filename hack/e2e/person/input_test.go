@@ -50,6 +50,11 @@ func TestBadInput(t *testing.T) {
 		{[]string{"attach", dir}, "has no attach socket"},
 		{[]string{"attach", "no-such-container"}, "no such file, directory or container name"},
 		{[]string{"attach", "--frob", dir}, "unknown flag: --frob"},
+		{[]string{"logs"}, "want one log file"},
+		{[]string{"logs", "--frob", regular}, "unknown flag: --frob"},
+		{[]string{"logs", regular}, "is not a k8s-file log"},
+		{[]string{"logs", dir}, "has no ctr.log"},
+		{[]string{"logs", "no-such-container"}, "no such file, directory or container name"},
 	} {
 		r := conmonGo(t, nil, "", tc.args...)
 		if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.says) ||

@@ -193,7 +193,7 @@ func TestLogsFollowAcrossRotation(t *testing.T) {
 	}
 }
 
-// Bad input: one line on stderr and a non-zero status, no stack trace.
+// Bad input: one line on stderr and status 125, no stack trace.
 func TestLogsBadInput(t *testing.T) {
 	env := setupLogs(t)
 	notLog := t.TempDir() + "/config.json"
@@ -210,8 +210,8 @@ func TestLogsBadInput(t *testing.T) {
 		{[]string{"--tail=-x", notLog}, `invalid argument "-x" for "--tail"`},
 	} {
 		code, out, errOut := runLogs(t, env.bin, c.args...)
-		if code == 0 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.want) {
-			t.Errorf("logs %q: status %d, stdout %q, stderr %q; want one line with %q", c.args, code, out, errOut, c.want)
+		if code != 125 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, c.want) {
+			t.Errorf("logs %q: status %d, stdout %q, stderr %q; want status 125 and one line with %q", c.args, code, out, errOut, c.want)
 		}
 	}
 }

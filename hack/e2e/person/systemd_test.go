@@ -57,13 +57,16 @@ func (l *notifyListener) next(within time.Duration) string {
 
 // Type=notify with WatchdogSec=: READY=1 with run's own pid once the container runs,
 // watchdog pings while it runs, STOPPING=1 at the end; the monitor and the runtime do not
-// get NOTIFY_SOCKET (runc would pass a notify socket into the container).
+// get NOTIFY_SOCKET (runc would pass a notify socket into the container). WATCHDOG_PID
+// names run, as systemd names the process it started: run stays in the foreground, so the
+// watchdog is its own.
 func TestNotifyForeground(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	l := listenNotify(t)
 	dir := stateDir(t)
-	cmd := exec.Command(bin, "run", "-q", "--state-dir", dir, "--rootfs", rootfs, "--", "sh", "-c", "env; sleep 1")
+	cmd := exec.Command("sh", "-c", `WATCHDOG_PID=$$ exec "$0" "$@"`,
+		bin, "run", "-q", "--state-dir", dir, "--rootfs", rootfs, "--", "sh", "-c", "env; sleep 1")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+l.path, "WATCHDOG_USEC=200000")
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -103,8 +106,8 @@ func TestNotifyForeground(t *testing.T) {
 	if m := l.next(200 * time.Millisecond); m != "" {
 		t.Fatalf("notification after STOPPING=1: %q", m)
 	}
-	if strings.Contains(out.String(), "NOTIFY_SOCKET") {
-		t.Fatalf("the container got NOTIFY_SOCKET:\n%s", out.String())
+	if strings.Contains(out.String(), "NOTIFY_SOCKET") || strings.Contains(out.String(), "WATCHDOG_") {
+		t.Fatalf("the container got NOTIFY_SOCKET or WATCHDOG_*:\n%s", out.String())
 	}
 }
 
