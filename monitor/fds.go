@@ -67,3 +67,15 @@ type constError string
 func (e constError) Error() string { return string(e) }
 
 const errUnparsable = constError("unparsable fd number")
+
+// redirectStdio points fds 0-2 at /dev/null (lifecycle.md §2 M6).
+func redirectStdio() {
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	for fd := 0; fd <= 2; fd++ {
+		unix.Dup2(null, fd)
+	}
+	unix.Close(null)
+}

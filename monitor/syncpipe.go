@@ -122,3 +122,13 @@ func escapeJSON(dst []byte, s string) []byte {
 	}
 	return dst
 }
+
+func (m *monitor) syncKey() string {
+	switch {
+	case m.opts.APIVersion:
+		return "data"
+	case m.opts.Exec:
+		return "exit_code"
+	}
+	return "pid"
+}
