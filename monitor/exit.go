@@ -112,7 +112,7 @@ const (
 func (m *monitor) reportExit(status int, timedOut bool) int {
 	opts := m.opts
 	exitStatus := status & 0xff
-	if m.step.Load() < stepExitFiles {
+	if m.step < stepExitFiles {
 		if opts.PersistDir != "" {
 			if err := writeExitFile(filepath.Join(opts.PersistDir, "exit"), status); err != nil {
 				m.log.Warnf("Failed to write %d to container exit file: %v", status, err)
@@ -125,10 +125,10 @@ func (m *monitor) reportExit(status int, timedOut bool) int {
 				exitStatus = 1
 			}
 		}
-		m.step.Store(stepExitFiles)
+		m.step = stepExitFiles
 	}
-	if m.step.Load() < stepReported {
-		m.step.Store(stepReported) // once, even if the send panics
+	if m.step < stepReported {
+		m.step = stepReported // once, even if the send panics
 		if opts.Exec {
 			msg := ""
 			if timedOut {
@@ -143,9 +143,10 @@ func (m *monitor) reportExit(status int, timedOut bool) int {
 
 // finishExit runs the exit command and reaps what is left (steps 10 and 11).
 func (m *monitor) finishExit() {
-	if m.step.Swap(stepFinished) == stepFinished {
+	if m.step == stepFinished {
 		return
 	}
+	m.step = stepFinished
 	m.runExitCommand()
 	m.reaper.reap()
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -46,11 +45,17 @@ type monitor struct {
 
 	output *ptyio.Output // the pumps' consumers, set up with the logs and the attach socket
 
-	// The monitor's own progress, for afterPanic (docs/lifecycle.md §13.1).
-	reported atomic.Bool            // the pid was reported: the start-up is over
-	exited   <-chan unix.WaitStatus // the container's status, from the reaper
-	gone     <-chan struct{}        // closed when the container process is gone
-	step     atomic.Int32           // the last exit step done (stepNone …)
+	// The monitor's own progress, for afterPanic (docs/lifecycle.md §13.1). Only the
+	// monitor's own goroutine touches these: run, and afterPanic, which runs on it after a
+	// panic there.
+	// exited receives the container's status from the reaper. It is set as the pid is
+	// reported: afterPanic tells the start-up from supervision by it.
+	exited      <-chan unix.WaitStatus
+	gone        <-chan struct{} // closed when the container process is gone
+	status      int             // the container's status, once statusKnown
+	statusKnown bool
+	timedOut    bool
+	step        int // the last exit step done (stepNone …)
 
 	mu             sync.Mutex // guards the fields below, shared with the signal loop
 	runtimeStarted bool
@@ -60,9 +65,6 @@ type monitor struct {
 	term           *ptyio.Terminal
 	pendingSize    [2]int
 	hasPendingSize bool
-	status         int // the container's status, once statusKnown
-	statusKnown    bool
-	timedOut       bool
 }
 
 func newMonitor(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syncFD, startFD, attachFD int) *monitor {

@@ -21,7 +21,7 @@ func (m *monitor) afterPanic() (status int) {
 	status = 1
 	defer diag.Recover(m.log, "monitor exit after an internal error", nil)
 	msg := diag.Panicked()
-	if !m.reported.Load() {
+	if m.exited == nil { // the pid was not reported
 		m.mu.Lock()
 		started := m.runtimeStarted
 		m.mu.Unlock()
@@ -33,10 +33,11 @@ func (m *monitor) afterPanic() (status int) {
 		}
 		return m.finishFailed(msg)
 	}
-	m.mu.Lock()
-	known, code, timedOut, pid := m.statusKnown, m.status, m.timedOut, m.containerPid
-	m.mu.Unlock()
-	if !known {
+	code, timedOut := m.status, m.timedOut
+	if !m.statusKnown {
+		m.mu.Lock()
+		pid := m.containerPid
+		m.mu.Unlock()
 		m.log.Errorf("%s; waiting for container %d to end", msg, pid)
 		if m.gone == nil {
 			m.gone = watchExit(pid, -1, unix.ENOSYS, m.log) // probes

@@ -46,7 +46,6 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 		return m.finishFailed(msg)
 	}
 	m.exited = exited
-	m.reported.Store(true)
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
 	}
@@ -110,9 +109,7 @@ func (m *monitor) awaitExit(pid int, timeout <-chan time.Time) (status int, time
 			m.log.Warnf("timed out process %d not reaped within %v", pid, timeoutReap)
 		}
 	}
-	m.mu.Lock()
 	m.status, m.statusKnown, m.timedOut = status, true, timedOut
-	m.mu.Unlock()
 	return status, timedOut
 }
 
