@@ -20,7 +20,8 @@ var ErrNoTerminal = errors.New("Runtime did not set up terminal")
 const (
 	consoleBacklog = 128
 	// The runtime sends the terminal's name (<= 4096 bytes, unused) with the master attached
-	// as SCM_RIGHTS; room for a few extra fds lets us close them instead of losing track.
+	// as SCM_RIGHTS. Of any further fds, those that fit the control buffer are installed
+	// and closed at once; the kernel discards the others (MSG_CTRUNC).
 	consoleNameMax = 4096
 	consoleMaxFds  = 8
 )

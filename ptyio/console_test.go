@@ -71,6 +71,49 @@ func receiveFd(t *testing.T, c *ConsoleSocket, fd int) *Terminal {
 	return term
 }
 
+// A runtime that sends more fds than the master keeps none of them in the monitor: those
+// that fit the control buffer are closed, the kernel discards the rest.
+func TestExtraFdsNotKept(t *testing.T) {
+	c := newSocket(t)
+	master, _ := openPty(t)
+	defer unix.Close(master)
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pipe[0])
+	fds := []int{master}
+	for range 2 * consoleMaxFds {
+		fds = append(fds, pipe[1])
+	}
+	got := make(chan error, 1)
+	go func() {
+		term, err := c.Receive(nil)
+		if err == nil {
+			term.Close()
+		}
+		got <- err
+	}()
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: c.Path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Sendmsg(fd, []byte("/dev/pts/x"), unix.UnixRights(fds...), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(pipe[1])
+	if n, err := unix.Read(pipe[0], make([]byte, 1)); n != 0 || err != nil {
+		t.Fatalf("a passed fd is still open in the monitor: read = %d, %v", n, err)
+	}
+}
+
 func TestConsoleSocketFile(t *testing.T) {
 	dir := t.TempDir()
 	c, err := NewConsoleSocket(dir)

@@ -19,13 +19,11 @@ import (
 )
 
 const (
-	// recvBufSize bounds one datagram; anything larger is dropped (MSG_TRUNC).
-	recvBufSize = 64 << 10
+	// recvBufSize bounds one datagram; a larger one is dropped (MSG_TRUNC), as systemd
+	// drops a notification of more than 4096 bytes (PIPE_BUF).
+	recvBufSize = 4096
 	// sendRetry bounds how long a forward may wait for a full host socket.
 	sendRetry = time.Second
-	// oobSize holds SCM_RIGHTS for the kernel's maximum of 253 fds (SCM_MAX_FD),
-	// so every passed fd is installed and can be closed by us.
-	oobSize = 1024
 )
 
 // Proxy owns <bundle>/notify/notify.sock and relays what it receives.
@@ -36,7 +34,6 @@ type Proxy struct {
 	host string
 	log  diag.Logger
 	buf  []byte
-	oob  []byte
 
 	startOnce sync.Once
 	done      chan struct{}
@@ -90,7 +87,6 @@ func NewProxy(bundle, hostSocket string, log diag.Logger) (*Proxy, error) {
 		host: hostSocket,
 		log:  log,
 		buf:  make([]byte, recvBufSize),
-		oob:  make([]byte, oobSize),
 		done: make(chan struct{}),
 	}, nil
 }
@@ -151,15 +147,16 @@ func (p *Proxy) loop() {
 	}
 }
 
-// recv reads one datagram and closes every fd passed with it; with wait false it does
-// not wait for one (EAGAIN when none is queued). It works on the raw connection: the
-// closing relay must take what is queued without waiting, and ReadMsgUnix never reads
-// again once the deadline that woke it has passed.
+// recv reads one datagram; with wait false it does not wait for one (EAGAIN when none is
+// queued). It passes no control buffer, so the kernel discards the fds a container sends
+// with a datagram instead of installing them. It works on the raw connection: the closing
+// relay must take what is queued without waiting, and ReadMsgUnix never reads again once
+// the deadline that woke it has passed.
 func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
-	var oobn, flags int
+	var flags int
 	var rerr error
 	receive := func(fd uintptr) bool {
-		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), p.buf, p.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		n, _, flags, _, rerr = unix.Recvmsg(int(fd), p.buf, nil, unix.MSG_DONTWAIT)
 		return rerr != unix.EAGAIN
 	}
 	if wait {
@@ -170,30 +167,11 @@ func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
 	if err == nil {
 		err = rerr
 	}
-	if oobn > 0 {
-		closeRights(p.oob[:oobn])
-	}
 	err = unwrapNet(err)
 	if err != nil {
 		return 0, false, err
 	}
 	return n, flags&unix.MSG_TRUNC != 0, nil
-}
-
-func closeRights(oob []byte) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return
-	}
-	for i := range msgs {
-		fds, err := unix.ParseUnixRights(&msgs[i])
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}
 }
 
 // keepExact and keepPrefix are the assignments forwarded to the host

@@ -136,7 +136,7 @@ func TestRelay(t *testing.T) {
 		t.Fatalf("passed fd still open in the proxy: read = %d, %v", n, err)
 	}
 
-	// A datagram beyond 64 KiB is dropped whole, the next one still relayed.
+	// A datagram beyond 4096 bytes is dropped whole, the next one still relayed.
 	big := append([]byte("READY=1\nSTATUS="), make([]byte, 70<<10)...)
 	for i := 15; i < len(big); i++ {
 		big[i] = 'x'
@@ -145,6 +145,30 @@ func TestRelay(t *testing.T) {
 	sendTo(t, short, []byte("STOPPING=1"))
 	if got := recvString(t, host); got != "STOPPING=1" {
 		t.Fatalf("host got %.40q, want the truncated datagram dropped", got)
+	}
+}
+
+// systemd takes notifications of at most 4096 bytes, and so does the relay: whatever it
+// would keep of a longer one, systemd would not have taken it from the container.
+func TestRelayDatagramBound(t *testing.T) {
+	tmp := t.TempDir()
+	bundle := newBundle(t, filepath.Join(tmp, "b"))
+	hostPath := filepath.Join(tmp, "host.sock")
+	host := hostSocket(t, hostPath)
+	p, err := NewProxy(bundle, hostPath, testLogger{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Start()
+	sock := filepath.Join(bundle, "notify", "notify.sock")
+	status := func(size int) []byte {
+		return append([]byte("STATUS="), strings.Repeat("x", size-len("STATUS="))...)
+	}
+	sendTo(t, sock, append([]byte("READY=1\n"), status(4096-len("READY=1\n")+1)...))
+	sendTo(t, sock, status(4096))
+	if got := recvString(t, host); got != string(status(4096)) {
+		t.Fatalf("host got %.40q (%d bytes), want the 4096-byte STATUS= only", got, len(got))
 	}
 }
 
