@@ -1,7 +1,9 @@
-// Package dispatch is conmon-go-runtime, the dispatching OCI runtime of
-// trust-and-annotations.md §9. The engines call their runtime directly for everything
-// but create/restore/exec (start, kill, delete, state, ...); dispatching every call by
-// the record written at create keeps a container on the runtime that created it.
+// Package dispatch is a second program, conmon-go-runtime: an OCI runtime that engines
+// call in place of runc, not a part of the monitor. The binary runs it when started under
+// that name (cmd/conmon-go); it lives beside monitor/trust, whose decision and records it
+// shares (docs/trust.md §9). The engines call their runtime directly for everything but
+// create/restore/exec (start, kill, delete, state, ...); dispatching every call by the
+// record written at create keeps a container on the runtime that created it.
 package dispatch
 
 import (
