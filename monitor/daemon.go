@@ -41,7 +41,7 @@ func startEarly(args []string, opts *cli.Options, startFD int) *daemon {
 }
 
 // startDaemon starts the monitor as a new session by re-executing /proc/self/exe with the
-// same argv and the engine's fds at their own numbers (lifecycle.md §3). The monitor
+// same argv and the engine's fds at their own numbers (docs/lifecycle.md §3). The monitor
 // prepares itself and then waits on a handshake pipe for release, which comes after the
 // conmon pid file is written, so no container is ever started by a monitor whose pid the
 // engine cannot learn; it exits when the pipe ends without the byte. skipFD (≥ 0) is an

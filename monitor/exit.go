@@ -13,7 +13,7 @@ import (
 	"github.com/conmon-go/conmon-go/ptyio"
 )
 
-// Bounds of the exit sequence (lifecycle.md §14): engines give up ≈ 5 s after the death.
+// Bounds of the exit sequence (docs/lifecycle.md §14): engines give up ≈ 5 s after the death.
 const (
 	drainIdle   = 250 * time.Millisecond
 	drainTotal  = 2 * time.Second
@@ -22,7 +22,7 @@ const (
 	timeoutReap = time.Second
 )
 
-// exitSequence reports the exit (lifecycle.md §14, conmon-go order).
+// exitSequence reports the exit (docs/lifecycle.md §14, conmon-go order).
 func (m *monitor) exitSequence(status int, timedOut bool, pumps []*ptyio.Pump) int {
 	diag.PanicPoint("exit")
 	opts := m.opts

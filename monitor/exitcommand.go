@@ -11,7 +11,7 @@ import (
 const exitCommandBound = 300 * time.Second
 
 // runExitCommand starts --exit-command after --exit-delay with fds 0-2 only, the
-// original oom score, and no subreaper role (exit.md §6), and waits for it, bounded.
+// original oom score, and no subreaper role (docs/exit.md §6), and waits for it, bounded.
 func (m *monitor) runExitCommand() {
 	opts := m.opts
 	if opts.ExitCommand == "" {

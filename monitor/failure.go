@@ -20,7 +20,7 @@ func (m *monitor) fail(message string) int {
 }
 
 // finishFailed reports a failure after the runtime was started: as fail, but the exit
-// command still runs (exit.md §7).
+// command still runs (docs/exit.md §7).
 func (m *monitor) finishFailed(message string) int {
 	m.log.Errorf("%s", message)
 	m.sync.send(m.syncKey(), -1, message)

@@ -12,7 +12,7 @@ import (
 	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
-// launcherMain is the process the engine starts (lifecycle.md §2, L1–L6). Everything that
+// launcherMain is the process the engine starts (docs/lifecycle.md §2 L1–L6). Everything that
 // can fail is checked here, while stderr is still the caller's; then, unless --sync, it
 // releases the monitor, writes the conmon pid file and exits 0.
 //
@@ -65,7 +65,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 	log := diag.New(opts.Level, os.Stderr, opts.Syslog, opts.CID, opts.LogTag)
 	defer log.Flush()
 	if opts.Logs.HasK8s {
-		// Created here so that a bad path reaches the caller (cli.md §4 step 19).
+		// Created here so that a bad path reaches the caller (docs/cli.md §4 step 19).
 		fd, err := unix.Open(opts.Logs.K8sPath, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_CLOEXEC, 0o640)
 		if err != nil {
 			log.Errorf("Failed to open log file %s", diag.Strerror(err))
@@ -167,7 +167,7 @@ func reportInvalid(opts *cli.Options, err error) {
 }
 
 // exitOnTermination makes SIGTERM, SIGINT and SIGQUIT end the process with status 1 until
-// the returned function is called (lifecycle.md §2 L3): nothing has been started yet but
+// the returned function is called (docs/lifecycle.md §2 L3): nothing has been started yet but
 // a monitor not yet released, which then ends by itself.
 func exitOnTermination(signals chan os.Signal) (stop func()) {
 	done := make(chan struct{})

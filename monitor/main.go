@@ -1,7 +1,7 @@
 // Package monitor is the life cycle of one container (or exec) monitor: the launcher that
 // engines start, the daemon it re-executes, the runtime invocation, the sync protocol, the
-// reaper, and the exit sequence. The byte formats and engine expectations it implements are
-// specified in the project's shared spec (lifecycle.md, protocol.md, exit.md).
+// reaper, and the exit sequence. The contract it implements is written down in docs/, chiefly
+// docs/lifecycle.md, docs/protocol.md and docs/exit.md.
 package monitor
 
 import (

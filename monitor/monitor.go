@@ -91,7 +91,7 @@ func newMonitor(opts *cli.Options, log *diag.Printer, signals chan os.Signal, sy
 	return m
 }
 
-// prepare takes the process-wide settings of M2 and M3 (lifecycle.md §2): neither
+// prepare takes the process-wide settings of M2 and M3 (docs/lifecycle.md §2): neither
 // creates anything nor depends on the cgroups, so a daemon does it before its release.
 func (m *monitor) prepare() error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -101,7 +101,7 @@ func (m *monitor) prepare() error {
 	return nil
 }
 
-// run is the monitor proper after prepare (lifecycle.md §2, M4–M19). It returns the
+// run is the monitor proper after prepare (docs/lifecycle.md §2 M4–M19). It returns the
 // process exit status.
 func (m *monitor) run() int {
 	opts := m.opts

@@ -23,7 +23,7 @@ const (
 	maxRuntimeStderr  = 8191
 )
 
-// runtimeArgv builds the runtime's command line exactly as lifecycle.md §5.1 lays it out.
+// runtimeArgv builds the runtime's command line exactly as docs/lifecycle.md §5.1 lays it out.
 func (m *monitor) runtimeArgv() []string {
 	opts := m.opts
 	argv := []string{m.runtimePath}
@@ -79,8 +79,9 @@ func (m *monitor) waitRuntime(rt lockedChild) unix.WaitStatus {
 	}
 }
 
-// runRuntime starts the runtime, runs setup (if any) meanwhile, waits for the runtime
-// (and the console), reports the pid, and runs the container until it exits (M11–M19).
+// runRuntime starts the runtime, runs setup (if any) meanwhile, waits for the runtime (and
+// the console), reports the pid, and runs the container until it exits (docs/lifecycle.md
+// §2 M11–M19).
 func (m *monitor) runRuntime(setup func() error) int {
 	opts := m.opts
 	argv := m.runtimeArgv()
@@ -221,7 +222,7 @@ func (m *monitor) runtimeStderr() string {
 }
 
 // readPidFile reads the pid the runtime wrote: a positive decimal, surrounding whitespace
-// allowed (lifecycle.md §10.3). Only a regular file of less than 128 bytes counts, opened
+// allowed (docs/lifecycle.md §10.3). Only a regular file of less than 128 bytes counts, opened
 // without blocking: a FIFO or a link to a device left at the path by a runtime that failed
 // must neither hang the monitor nor feed it without end.
 func readPidFile(path string) (int, error) {

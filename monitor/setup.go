@@ -25,7 +25,7 @@ func (m *monitor) setupOutput() error {
 	return nil
 }
 
-// setupStdio creates the container's stdio (lifecycle.md §6).
+// setupStdio creates the container's stdio (docs/lifecycle.md §6).
 func (m *monitor) setupStdio() error {
 	opts := m.opts
 	if opts.Logs.Passthrough {
@@ -156,6 +156,6 @@ func (m *monitor) setTerminal(t *ptyio.Terminal) {
 		}
 	}
 	m.mu.Unlock()
-	// A client's stdin goes to the pty even without -i (lifecycle.md §6.2).
+	// A client's stdin goes to the pty even without -i (docs/lifecycle.md §6.2).
 	m.stdin.open(ptyio.NewStdin(t.Master, true, m.opts.Stdin && !m.opts.LeaveStdinOpen, m.log))
 }

@@ -42,7 +42,7 @@ func (m *monitor) catchSignals() {
 	signal.Notify(m.signals, handledSignals...)
 }
 
-// killGroup is the -T action (lifecycle.md §15): SIGKILL to the process group, never to
+// killGroup is the -T action (docs/lifecycle.md §15): SIGKILL to the process group, never to
 // a group that contains the monitor itself.
 func (m *monitor) killGroup(pid int) {
 	pgid, err := unix.Getpgid(pid)
@@ -67,7 +67,7 @@ func (m *monitor) signalContainer(sig unix.Signal) bool {
 	return false
 }
 
-// signalLoop owns every signal for the monitor's life (lifecycle.md §9.1).
+// signalLoop owns every signal for the monitor's life (docs/lifecycle.md §9.1).
 func (m *monitor) signalLoop() {
 	// The signals must stay handled: after a panic the loop starts again.
 	defer diag.Recover(m.log, "signal handling", func() { go m.signalLoop() })

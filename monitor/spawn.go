@@ -13,7 +13,7 @@ import (
 )
 
 // spawner starts the monitor's children. Go cannot run code between fork and exec, so the
-// two per-child settings are arranged around the fork instead (lifecycle.md §5.3):
+// two per-child settings are arranged around the fork instead (docs/lifecycle.md §5.3):
 //   - oom_score_adj: the monitor runs at -1000 and children must get the value it had
 //     before; starts are serialised and the value is switched back and forth around the fork.
 //   - LISTEN_PID: when set, a trampoline (this binary in a hidden mode) applies the rule with
@@ -56,7 +56,7 @@ type child struct {
 	// thread, so the caller must keep that thread locked until the child is reaped.
 	pdeathsig bool
 	// setpgid puts the child into a process group of its own. The container init or exec
-	// process inherits it, so -T can kill exactly that tree (lifecycle.md §15) without
+	// process inherits it, so -T can kill exactly that tree (docs/lifecycle.md §15) without
 	// ever hitting the monitor's own group.
 	setpgid bool
 	// pidfd, if not nil, receives a pidfd of the child (CLONE_PIDFD), or -1.
@@ -64,7 +64,7 @@ type child struct {
 }
 
 // start forks and execs c and returns its pid. A trampoline is used when the environment
-// carries LISTEN_PID, so that the rule of lifecycle.md §7 applies to the final process.
+// carries LISTEN_PID, so that the rule of docs/lifecycle.md §7 applies to the final process.
 func (s *spawner) start(c child) (int, error) {
 	path := c.argv[0]
 	argv := c.argv

@@ -15,8 +15,8 @@ import (
 )
 
 // superviseContainer runs from the moment the container (or exec) pid is known until the
-// monitor exits (M15–M19, lifecycle.md §14). releaseRuntimeThread unlocks the thread that
-// started the reaped runtime.
+// monitor exits (docs/lifecycle.md §2 M15–M19 and §14). releaseRuntimeThread unlocks the
+// thread that started the reaped runtime.
 func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	diag.PanicPoint("start")
 	opts := m.opts

@@ -26,7 +26,7 @@ const (
 	consoleMaxFds  = 8
 )
 
-// ConsoleSocket is the listener passed to the runtime as --console-socket (protocol.md §7).
+// ConsoleSocket is the listener passed to the runtime as --console-socket (docs/protocol.md §7).
 type ConsoleSocket struct {
 	Path string
 	Log  diag.Logger // may be nil; receives the ONLCR and peer-slave warnings

@@ -1,4 +1,4 @@
-// Package seqpacket serves the attach socket <bundle>/attach (protocol.md §5): a
+// Package seqpacket serves the attach socket <bundle>/attach (docs/protocol.md §5): a
 // SOCK_SEQPACKET listener bound through a directory fd, output frames fanned out to every
 // client through bounded per-client queues, client datagrams delivered to container stdin.
 // A client that reads slowly holds the output back and loses nothing; one that makes no

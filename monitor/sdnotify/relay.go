@@ -1,5 +1,5 @@
 // Package sdnotify relays filtered sd_notify datagrams from the container's
-// notify socket to the host's (protocol.md §8), tells the monitor's own
+// notify socket to the host's (docs/protocol.md §8), tells the monitor's own
 // systemd unit that the container runs and feeds that unit's watchdog.
 package sdnotify
 
@@ -175,7 +175,7 @@ func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
 }
 
 // keepExact and keepPrefix are the assignments forwarded to the host
-// (protocol.md §8); MAINPID= and FDSTORE= are deliberately absent.
+// (docs/protocol.md §8.1); MAINPID= and FDSTORE= are deliberately absent.
 var (
 	keepExact  = []string{"READY=1", "RELOADING=1", "STOPPING=1", "WATCHDOG=1", "WATCHDOG=trigger"}
 	keepPrefix = []string{"STATUS=", "ERRNO=", "BUSERROR=", "MONOTONIC_USEC=", "EXTEND_TIMEOUT_USEC="}

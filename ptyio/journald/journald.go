@@ -1,4 +1,4 @@
-// Package journald is the journald log driver (logging.md §9): it assembles lines like the
+// Package journald is the journald log driver (docs/logging.md §9): it assembles lines like the
 // k8s-file driver (ptyio/linebuf) and sends one entry per record with go-systemd's
 // journal.Send, which speaks journald's native protocol in pure Go and passes an entry too
 // large for one datagram as a file descriptor.

@@ -1,6 +1,6 @@
-// Package k8sfile is the k8s-file log driver: CRI records (logging.md §2) assembled by
+// Package k8sfile is the k8s-file log driver: CRI records (docs/logging.md §2) assembled by
 // linebuf, with --log-size-max truncation or rotation, --log-global-size-max, reopen on ctl
-// request and write-error tolerance (logging.md §4–§8, §11).
+// request and write-error tolerance (docs/logging.md §4–§8, §11).
 //
 // Failures after Open are never fatal: a failed write drops its batch; a failed reopen,
 // truncation or rotation keeps the current file and is retried at most once per second.
@@ -20,7 +20,7 @@ import (
 	"github.com/conmon-go/conmon-go/ptyio/linebuf"
 )
 
-// One record (logging.md §2), e.g. `2026-11-27T12:38:19.750087082+00:00 stdout F out1\n`:
+// One record (docs/logging.md §2), e.g. `2026-11-27T12:38:19.750087082+00:00 stdout F out1\n`:
 //
 //	<timestamp:35> ' ' <stream:6> ' ' <tag:1> ' ' <content> ['\n' for P]
 //	|<------------- prefix: 43 bytes ------------>|
@@ -126,7 +126,7 @@ func (w *Writer) Flush() {
 	w.writeBatch()
 }
 
-// Reopen handles ctl reopen (logging.md §8): a new file at the path, by rotation with
+// Reopen handles ctl reopen (docs/logging.md §8): a new file at the path, by rotation with
 // Rotate. Pending partial lines go to the new file.
 func (w *Writer) Reopen() {
 	w.mu.Lock()

@@ -11,8 +11,8 @@ import (
 )
 
 // switchFile puts a new file at the path: by rotation with --log-rotate, falling back to
-// truncation if rotation fails, else by truncation (logging.md §5, §6, §8). On failure the
-// current file stays in use; requested (ctl) reopens are retried at later records.
+// truncation if rotation fails, else by truncation (docs/logging.md §5, §6, §8). On failure
+// the current file stays in use; requested (ctl) reopens are retried at later records.
 func (w *Writer) switchFile(requested bool) {
 	var err error
 	if w.cfg.Rotate {
@@ -65,9 +65,10 @@ func (w *Writer) truncate() error {
 	return nil
 }
 
-// rotate shifts <log> to <log>.1 and older backups up to <log>.N (exactly N kept) and puts a
-// new file at the path, all renames relative to a directory fd (logging.md §6). If the path
-// no longer names the open file (renamed by the caller), it only creates a new file there.
+// rotate shifts <log> to <log>.1 and older backups up to <log>.N (exactly N kept) and puts
+// a new file at the path, all renames relative to a directory fd (docs/logging.md §6). If
+// the path no longer names the open file (renamed by the caller), it only creates a new
+// file there.
 func (w *Writer) rotate() error {
 	dfd, err := checkRotatable(w.cfg.Path, w.cfg.AllowlistDirs, w.log)
 	if err != nil {

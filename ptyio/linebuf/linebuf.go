@@ -1,4 +1,4 @@
-// Package linebuf assembles a container's output into log records (logging.md §3.2): per
+// Package linebuf assembles a container's output into log records (docs/logging.md §3.2): per
 // stream, a line of up to MaxLine bytes ending in '\n' becomes one full record however many
 // reads it took; bytes without '\n' become a partial record when they fill MaxLine, when the
 // stream has been idle for Idle, or at Flush.
