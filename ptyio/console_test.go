@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sendMaster acts as the runtime: connect, send the master with SCM_RIGHTS, close.
-func sendMaster(t *testing.T, path string, master int) {
+// sendMaster acts as the runtime: connect, send the master (and any further fds) with
+// SCM_RIGHTS, close.
+func sendMaster(t *testing.T, path string, master int, more ...int) {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -21,7 +22,7 @@ func sendMaster(t *testing.T, path string, master int) {
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Sendmsg(fd, []byte("/dev/pts/x"), unix.UnixRights(master), nil, 0); err != nil {
+	if err := unix.Sendmsg(fd, []byte("/dev/pts/x"), unix.UnixRights(append([]int{master}, more...)...), nil, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -82,9 +83,9 @@ func TestExtraFdsNotKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(pipe[0])
-	fds := []int{master}
+	var extra []int
 	for range 2 * consoleMaxFds {
-		fds = append(fds, pipe[1])
+		extra = append(extra, pipe[1])
 	}
 	got := make(chan error, 1)
 	go func() {
@@ -94,17 +95,7 @@ func TestExtraFdsNotKept(t *testing.T) {
 		}
 		got <- err
 	}()
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: c.Path}); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Sendmsg(fd, []byte("/dev/pts/x"), unix.UnixRights(fds...), nil, 0); err != nil {
-		t.Fatal(err)
-	}
+	sendMaster(t, c.Path, master, extra...)
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}

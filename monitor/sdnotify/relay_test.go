@@ -90,21 +90,27 @@ func newBundle(t *testing.T, dir string) string {
 	return dir
 }
 
-func TestRelay(t *testing.T) {
-	tmp := t.TempDir()
-	// A bundle path far beyond sun_path's 108 bytes, as podman's are.
-	bundle := newBundle(t, filepath.Join(tmp, strings.Repeat("b", 100), strings.Repeat("c", 100)))
-	hostPath := filepath.Join(tmp, "host.sock")
-	host := hostSocket(t, hostPath)
-
+// startRelay starts a proxy for bundle that relays to a host socket of its own, and returns
+// it with the path of its notify socket and the host socket.
+func startRelay(t *testing.T, bundle string) (p *Proxy, sock string, host int) {
+	t.Helper()
+	hostPath := filepath.Join(t.TempDir(), "host.sock")
+	host = hostSocket(t, hostPath)
 	p, err := NewProxy(bundle, hostPath, testLogger{t})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(p.Close)
 	p.Start()
+	return p, filepath.Join(bundle, "notify", "notify.sock"), host
+}
 
-	sockPath := filepath.Join(bundle, "notify", "notify.sock")
+func TestRelay(t *testing.T) {
+	tmp := t.TempDir()
+	// A bundle path far beyond sun_path's 108 bytes, as podman's are.
+	bundle := newBundle(t, filepath.Join(tmp, strings.Repeat("b", 100), strings.Repeat("c", 100)))
+	_, sockPath, host := startRelay(t, bundle)
+
 	st, err := os.Stat(sockPath)
 	if err != nil {
 		t.Fatal(err)
@@ -151,17 +157,7 @@ func TestRelay(t *testing.T) {
 // systemd takes notifications of at most 4096 bytes, and so does the relay: whatever it
 // would keep of a longer one, systemd would not have taken it from the container.
 func TestRelayDatagramBound(t *testing.T) {
-	tmp := t.TempDir()
-	bundle := newBundle(t, filepath.Join(tmp, "b"))
-	hostPath := filepath.Join(tmp, "host.sock")
-	host := hostSocket(t, hostPath)
-	p, err := NewProxy(bundle, hostPath, testLogger{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.Start()
-	sock := filepath.Join(bundle, "notify", "notify.sock")
+	_, sock, host := startRelay(t, newBundle(t, t.TempDir()))
 	status := func(size int) []byte {
 		return append([]byte("STATUS="), strings.Repeat("x", size-len("STATUS="))...)
 	}
@@ -175,16 +171,7 @@ func TestRelayDatagramBound(t *testing.T) {
 // What the container sent before the monitor closes the proxy (READY=1 right before
 // it exits) still reaches the host, in order.
 func TestCloseRelaysQueued(t *testing.T) {
-	tmp := t.TempDir()
-	bundle := newBundle(t, filepath.Join(tmp, "b"))
-	hostPath := filepath.Join(tmp, "host.sock")
-	host := hostSocket(t, hostPath)
-	p, err := NewProxy(bundle, hostPath, testLogger{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Start()
-	sock := filepath.Join(bundle, "notify", "notify.sock")
+	p, sock, host := startRelay(t, newBundle(t, t.TempDir()))
 	for i := range 3 {
 		sendTo(t, sock, []byte("STATUS="+strconv.Itoa(i)))
 	}
