@@ -7,7 +7,7 @@ import (
 	"github.com/conmon-go/conmon-go/monitor/cli"
 )
 
-// The runtime's argv is a contract (lifecycle.md §5.1): global options before the
+// The runtime's argv is a contract (docs/lifecycle.md §5.1): global options before the
 // sub-command, fixed sub-command options, --runtime-opt after them, the id last.
 func TestRuntimeArgv(t *testing.T) {
 	for _, tc := range []struct {

@@ -11,7 +11,7 @@ import (
 // inheritedFDs lists every fd ≥ 3 open without FD_CLOEXEC, except those in skip: the fds
 // the engine passed on purpose (preserved fds, podman's port reservations, rootless sync
 // pipes). Everything the Go runtime opens is close-on-exec, so these are exactly the
-// engine's (lifecycle.md §8).
+// engine's (docs/lifecycle.md §8).
 func inheritedFDs(skip ...int) []int {
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -67,3 +67,15 @@ type constError string
 func (e constError) Error() string { return string(e) }
 
 const errUnparsable = constError("unparsable fd number")
+
+// redirectStdio points fds 0-2 at /dev/null (docs/lifecycle.md §2 M6).
+func redirectStdio() {
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	for fd := 0; fd <= 2; fd++ {
+		unix.Dup2(null, fd)
+	}
+	unix.Close(null)
+}

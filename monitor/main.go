@@ -1,7 +1,7 @@
 // Package monitor is the life cycle of one container (or exec) monitor: the launcher that
 // engines start, the daemon it re-executes, the runtime invocation, the sync protocol, the
-// reaper, and the exit sequence. The byte formats and engine expectations it implements are
-// specified in the project's shared spec (lifecycle.md, protocol.md, exit.md).
+// reaper, and the exit sequence. The contract it implements is written down in docs/, chiefly
+// docs/lifecycle.md, docs/protocol.md and docs/exit.md.
 package monitor
 
 import (
@@ -15,25 +15,13 @@ import (
 // Commit identifies this build in the second line of --version; set with -ldflags -X.
 var Commit = "conmon-go"
 
-// handledSignals are taken away from Go's default actions: SIGQUIT would dump goroutines
-// and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on fd 1/2 would kill the process,
-// and each of these orphans a running container. Go already ignores SIGUSR2 with a
-// handler of its own, so children get the default action. Each signal.Notify is a round
-// trip between two threads, and the first also starts three threads: the monitor does it
-// while the runtime starts (monitor.catchSignals).
-var handledSignals = []os.Signal{
-	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
-	unix.SIGUSR1, unix.SIGCHLD, unix.SIGPIPE,
-}
-
-// The launcher that daemonises only needs SIGTERM, SIGINT and SIGQUIT to end it with
-// status 1; it ignores SIGHUP and SIGPIPE outright, once the monitor that starts before
-// the start byte has been started. A monitor started later inherits those two as ignored
-// and catches them before it starts the runtime, which then gets the default action
-// again. With --sync the launcher is the monitor and catches them all.
-var (
-	launcherSignals = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT}
-	launcherIgnored = []os.Signal{unix.SIGHUP, unix.SIGPIPE}
+// Markers in the environment select the hidden modes of the binary; they are removed
+// before anything else runs, so no child ever sees them.
+const (
+	envDaemon     = "_CONMON_GO_DAEMON"     // monitor started by the launcher; value: handshake fd
+	envTrampoline = "_CONMON_GO_TRAMPOLINE" // value "1": --replace-listen-pid, "0" otherwise
+	// envOwnMaxProcs says that GOMAXPROCS was set by the launcher for the monitor alone.
+	envOwnMaxProcs = "_CONMON_GO_GOMAXPROCS"
 )
 
 func init() {

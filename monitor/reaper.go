@@ -96,7 +96,7 @@ func (r *reaper) forget() {
 	r.order = r.order[:0]
 }
 
-// statusCode maps a wait status to the value engines expect (exit.md §1): the exit code,
+// statusCode maps a wait status to the value engines expect (docs/exit.md §1): the exit code,
 // 128+signal for a signal death, -1 otherwise.
 func statusCode(ws unix.WaitStatus) int {
 	switch {

@@ -3,7 +3,6 @@ package monitor
 import (
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,16 +11,12 @@ import (
 	"github.com/conmon-go/conmon-go/monitor/diag"
 	"github.com/conmon-go/conmon-go/monitor/oom"
 	"github.com/conmon-go/conmon-go/monitor/sdnotify"
-	"github.com/conmon-go/conmon-go/monitor/trust"
 	"github.com/conmon-go/conmon-go/ptyio"
 )
 
-// exitProbeInterval is how often a container without a pidfd is checked for its exit.
-const exitProbeInterval = time.Second
-
 // superviseContainer runs from the moment the container (or exec) pid is known until the
-// monitor exits (M15–M19, lifecycle.md §14). releaseRuntimeThread unlocks the thread that
-// started the reaped runtime.
+// monitor exits (docs/lifecycle.md §2 M15–M19 and §14). releaseRuntimeThread unlocks the
+// thread that started the reaped runtime.
 func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	diag.PanicPoint("start")
 	opts := m.opts
@@ -51,7 +46,6 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 		return m.finishFailed(msg)
 	}
 	m.exited = exited
-	m.reported.Store(true)
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
 	}
@@ -115,9 +109,7 @@ func (m *monitor) awaitExit(pid int, timeout <-chan time.Time) (status int, time
 			m.log.Warnf("timed out process %d not reaped within %v", pid, timeoutReap)
 		}
 	}
-	m.mu.Lock()
 	m.status, m.statusKnown, m.timedOut = status, true, timedOut
-	m.mu.Unlock()
 	return status, timedOut
 }
 
@@ -143,16 +135,6 @@ func (m *monitor) notifyUnit(relaying bool) {
 	if interval > 0 {
 		sdnotify.KeepAlive(interval, nil, m.log)
 	}
-}
-
-func (m *monitor) syncKey() string {
-	switch {
-	case m.opts.APIVersion:
-		return "data"
-	case m.opts.Exec:
-		return "exit_code"
-	}
-	return "pid"
 }
 
 // markOOM creates the oom files where podman (bundle, persist dir) and CRI-O (bundle) look.
@@ -187,377 +169,4 @@ func (m *monitor) startPumps() []*ptyio.Pump {
 		pumps = append(pumps, ptyio.StartPump(m.pipes.Stderr, ptyio.Stderr, false, out))
 	}
 	return pumps
-}
-
-// watchExit returns a channel closed when process pid has exited. With a pidfd (non-
-// blocking) the runtime poller waits for it without a thread. Without one the process was
-// already gone when the pidfd was asked for (a child's status is then with the reaper; a
-// non-child is simply gone), or pidfds are unavailable and the process is probed instead.
-func watchExit(pid, pidfd int, pidfdErr error, log *diag.Printer) <-chan struct{} {
-	ch := make(chan struct{})
-	if pidfd < 0 {
-		if pidfdErr == unix.ESRCH {
-			close(ch)
-		} else {
-			go probeExit(pid, ch, log)
-		}
-		return ch
-	}
-	dup, err := unix.FcntlInt(uintptr(pidfd), unix.F_DUPFD_CLOEXEC, 3)
-	if err != nil {
-		go probeExit(pid, ch, log)
-		return ch
-	}
-	f := os.NewFile(uintptr(dup), "pidfd")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		go probeExit(pid, ch, log)
-		return ch
-	}
-	go func() {
-		defer f.Close()
-		defer diag.Recover(log, "exit watch", func() { go probeExit(pid, ch, log) })
-		err := rc.Read(func(fd uintptr) bool {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, _ := unix.Poll(fds, 0)
-			return n > 0
-		})
-		if err == nil {
-			close(ch)
-		}
-	}()
-	return ch
-}
-
-// probeExit closes ch once pid no longer exists, checking every exitProbeInterval: the
-// fallback where a pidfd cannot be had (kernels before 5.3).
-func probeExit(pid int, ch chan struct{}, log *diag.Printer) {
-	defer diag.Recover(log, "exit probe", nil) // the reaper still sees a child's end
-	t := time.NewTicker(exitProbeInterval)
-	defer t.Stop()
-	for range t.C {
-		if unix.Kill(pid, 0) == unix.ESRCH {
-			close(ch)
-			return
-		}
-	}
-}
-
-// killGroup is the -T action (lifecycle.md §15): SIGKILL to the process group, never to
-// a group that contains the monitor itself.
-func (m *monitor) killGroup(pid int) {
-	pgid, err := unix.Getpgid(pid)
-	own, _ := unix.Getpgid(0)
-	if err == nil && pgid > 1 && pgid != own {
-		unix.Kill(-pgid, unix.SIGKILL)
-		return
-	}
-	m.signalContainer(unix.SIGKILL)
-}
-
-// signalContainer sends sig through the pidfd, so a recycled pid is never hit.
-func (m *monitor) signalContainer(sig unix.Signal) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.pidfd >= 0 {
-		return unix.PidfdSendSignal(m.pidfd, sig, nil, 0) == nil
-	}
-	if m.containerPid > 0 {
-		return unix.Kill(m.containerPid, sig) == nil
-	}
-	return false
-}
-
-// signalLoop owns every signal for the monitor's life (lifecycle.md §9.1).
-func (m *monitor) signalLoop() {
-	// The signals must stay handled: after a panic the loop starts again.
-	defer diag.Recover(m.log, "signal handling", func() { go m.signalLoop() })
-	for sig := range m.signals {
-		switch sig {
-		case unix.SIGCHLD, unix.SIGUSR1:
-			m.reaper.reap()
-		case unix.SIGTERM, unix.SIGINT, unix.SIGQUIT:
-			m.forward(sig.(unix.Signal))
-		default:
-			m.log.Debugf("ignoring signal %v", sig)
-		}
-	}
-}
-
-func (m *monitor) forward(sig unix.Signal) {
-	m.mu.Lock()
-	started, runtimePid := m.runtimeStarted, m.runtimePid
-	m.mu.Unlock()
-	if !started {
-		// Nothing runs yet: leave at once, removing what was already created.
-		m.removeFiles()
-		os.Exit(1)
-	}
-	if m.signalContainer(sig) {
-		return
-	}
-	if runtimePid > 0 {
-		unix.Kill(runtimePid, sig)
-		return
-	}
-	m.reaper.reap()
-}
-
-// exitSequence reports the exit (lifecycle.md §14, conmon-go order).
-func (m *monitor) exitSequence(status int, timedOut bool, pumps []*ptyio.Pump) int {
-	diag.PanicPoint("exit")
-	opts := m.opts
-	if m.oomw != nil {
-		m.oomw.Final()
-		m.oomw.Close()
-	}
-	m.drain(pumps, timedOut)
-	for i, d := range m.drivers {
-		if m.driverOff(i) {
-			continue
-		}
-		d.Flush()
-		if !opts.NoSyncLog {
-			if err := d.Sync(); err != nil {
-				m.log.Warnf("Failed to sync log file before exit: %v", err)
-			}
-		}
-	}
-	if m.attachUsable() {
-		m.attach.Shutdown(attachFlush)
-	}
-	for _, fd := range m.inherited {
-		unix.Close(fd)
-	}
-	if m.startFD >= 0 {
-		unix.Close(m.startFD)
-		m.startFD = -1
-	}
-	exitStatus := m.reportExit(status, timedOut)
-	m.removeFiles()
-	for i, d := range m.drivers {
-		if !m.driverOff(i) {
-			d.Close()
-		}
-	}
-	if m.fifos != nil {
-		m.fifos.Close()
-	}
-	if m.notify != nil {
-		m.notify.Close()
-	}
-	m.finishExit()
-	return exitStatus
-}
-
-// drain lets the pumps read what is left (docs/lifecycle.md §14 step 2). The wait is bounded
-// beyond the pumps' own bounds: a consumer stuck after a panic elsewhere must not keep
-// the exit files from being written.
-func (m *monitor) drain(pumps []*ptyio.Pump, timedOut bool) {
-	var wg sync.WaitGroup
-	for _, p := range pumps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer diag.Recover(m.log, "output drain", nil)
-			if timedOut {
-				p.Stop()
-			} else {
-				p.Drain(drainIdle, drainTotal)
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() {
-		defer diag.Recover(m.log, "output drain", nil)
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(drainBound):
-		m.log.Warnf("container output not drained within %v", drainBound)
-	}
-}
-
-// Exit steps done, for afterPanic.
-const (
-	stepNone = iota
-	stepExitFiles
-	stepReported
-	stepFinished
-)
-
-// reportExit writes the exit files and sends an exec's final message (docs/lifecycle.md §14
-// steps 7 and 8), and returns the monitor's exit status.
-func (m *monitor) reportExit(status int, timedOut bool) int {
-	opts := m.opts
-	exitStatus := status & 0xff
-	if m.step.Load() < stepExitFiles {
-		if opts.PersistDir != "" {
-			if err := writeExitFile(filepath.Join(opts.PersistDir, "exit"), status); err != nil {
-				m.log.Warnf("Failed to write %d to container exit file: %v", status, err)
-				exitStatus = 1
-			}
-		}
-		if opts.ExitDir != "" {
-			if err := writeExitFile(filepath.Join(opts.ExitDir, opts.CID), status); err != nil {
-				m.log.Warnf("Failed to write %d to exit file: %v", status, err)
-				exitStatus = 1
-			}
-		}
-		m.step.Store(stepExitFiles)
-	}
-	if m.step.Load() < stepReported {
-		m.step.Store(stepReported) // once, even if the send panics
-		if opts.Exec {
-			msg := ""
-			if timedOut {
-				msg = "command timed out"
-			}
-			m.sync.send(m.syncKey(), status, msg)
-		}
-		m.sync.close()
-	}
-	return exitStatus
-}
-
-// finishExit runs the exit command and reaps what is left (steps 10 and 11).
-func (m *monitor) finishExit() {
-	if m.step.Swap(stepFinished) == stepFinished {
-		return
-	}
-	m.runExitCommand()
-	m.reaper.reap()
-}
-
-// afterPanic ends a monitor whose own path panicked (docs/lifecycle.md §13.1). Before the pid
-// was reported the start-up fails like any other, and a container the runtime created is
-// killed. After it the container keeps its monitor until it ends; then the exit files are
-// written and the exit command runs, without the drain. The status is 1.
-func (m *monitor) afterPanic() (status int) {
-	status = 1
-	defer diag.Recover(m.log, "monitor exit after an internal error", nil)
-	msg := diag.Panicked()
-	if !m.reported.Load() {
-		m.mu.Lock()
-		started := m.runtimeStarted
-		m.mu.Unlock()
-		if !started {
-			return m.fail(msg)
-		}
-		if pid, err := readPidFile(m.opts.ContainerPidfile); err == nil {
-			unix.Kill(pid, unix.SIGKILL)
-		}
-		return m.finishFailed(msg)
-	}
-	m.mu.Lock()
-	known, code, timedOut, pid := m.statusKnown, m.status, m.timedOut, m.containerPid
-	m.mu.Unlock()
-	if !known {
-		m.log.Errorf("%s; waiting for container %d to end", msg, pid)
-		if m.gone == nil {
-			m.gone = watchExit(pid, -1, unix.ENOSYS, m.log) // probes
-		}
-		code, timedOut = m.awaitExit(pid, nil)
-	}
-	m.reportExit(code, timedOut)
-	m.removeFiles()
-	m.finishExit()
-	return status
-}
-
-// writeExitFile retries once: a transient failure must not lose the exit status.
-func writeExitFile(path string, status int) error {
-	err := exitfile.WriteInt(path, status)
-	if err != nil {
-		err = exitfile.WriteInt(path, status)
-	}
-	return err
-}
-
-// removeFiles removes what the monitor created and nobody else cleans up: the attach
-// socket, the socket-dir symlink, the console socket and the trust record.
-func (m *monitor) removeFiles() {
-	if m.attach != nil {
-		m.attach.Remove()
-	}
-	if m.console != nil {
-		m.console.Close()
-	}
-	if m.trustRecord != "" {
-		if err := trust.RemoveRecord(m.trustRecord, m.opts.CID); err != nil {
-			m.log.Debugf("%v", err)
-		}
-	}
-}
-
-// fail reports a failure that happened before the runtime was started: -1 and the reason
-// on the sync pipe (and the attach pipe while podman still waits on it), no exit files,
-// no exit command.
-func (m *monitor) fail(message string) int {
-	m.log.Errorf("%s", message)
-	m.sync.send(m.syncKey(), -1, message)
-	if m.attachPipe != nil {
-		m.attachPipe.send("data", -1, message)
-	}
-	m.abandon()
-	return 1
-}
-
-// finishFailed reports a failure after the runtime was started: as fail, but the exit
-// command still runs (exit.md §7).
-func (m *monitor) finishFailed(message string) int {
-	m.log.Errorf("%s", message)
-	m.sync.send(m.syncKey(), -1, message)
-	m.abandon()
-	m.runExitCommand()
-	m.reaper.reap()
-	return 1
-}
-
-func (m *monitor) abandon() {
-	if m.stdin != nil {
-		m.stdin.open(nil) // releases attach clients waiting for a pty that will not come
-	}
-	if m.attachUsable() {
-		m.attach.Shutdown(0)
-	}
-	m.removeFiles()
-	m.sync.close()
-}
-
-// attachUsable: an attach server exists and no panic switched it off (a server that
-// panicked may be stopped holding a lock: only its files are removed).
-func (m *monitor) attachUsable() bool {
-	return m.attach != nil && !m.attach.Failed() && (m.output == nil || !m.output.AttachOff())
-}
-
-// driverOff reports that log driver i panicked in the pumps and is no longer called.
-func (m *monitor) driverOff(i int) bool { return m.output != nil && m.output.DriverOff(i) }
-
-// runExitCommand starts --exit-command after --exit-delay with fds 0-2 only, the
-// original oom score, and no subreaper role (exit.md §6), and waits for it, bounded.
-func (m *monitor) runExitCommand() {
-	opts := m.opts
-	if opts.ExitCommand == "" {
-		return
-	}
-	if opts.ExitDelay > 0 {
-		time.Sleep(time.Duration(opts.ExitDelay) * time.Second)
-	}
-	markAllCloexec()
-	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-	argv := append([]string{opts.ExitCommand}, opts.ExitCommandArgs...)
-	pid, err := m.spawner.start(child{argv: argv, env: os.Environ(), files: []uintptr{0, 1, 2}})
-	if err != nil {
-		m.log.Warnf("Failed to start exit command %s: %v", opts.ExitCommand, err)
-		return
-	}
-	select {
-	case <-m.reaper.wait(pid):
-	case <-time.After(exitCommandBound):
-		m.log.Warnf("exit command %s still running after %v; leaving it", opts.ExitCommand, exitCommandBound)
-	}
 }

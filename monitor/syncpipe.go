@@ -33,7 +33,7 @@ func newSyncPipe(fd int, log diag.Logger) *syncPipe { return &syncPipe{fd: fd, l
 
 // send writes one message. EPIPE (podman closes its end before an exec's final message)
 // and every other error close the fd: the pipe only notifies and must never take the
-// monitor down (protocol.md §3.5).
+// monitor down (docs/protocol.md §3.5).
 func (p *syncPipe) send(key string, value int, message string) {
 	if p == nil || p.fd < 0 {
 		return
@@ -93,7 +93,7 @@ func encodeSyncMessage(key string, value int, message string) []byte {
 	return append(buf, tail...)
 }
 
-// escapeJSON appends s escaped byte by byte as conmon 2.2.x does (protocol.md §3.4):
+// escapeJSON appends s escaped byte by byte as conmon 2.2.x does (docs/protocol.md §3.4):
 // '/' is escaped, control bytes and DEL become \u00xx, bytes ≥ 0x80 pass unchanged.
 func escapeJSON(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
@@ -121,4 +121,14 @@ func escapeJSON(dst []byte, s string) []byte {
 		}
 	}
 	return dst
+}
+
+func (m *monitor) syncKey() string {
+	switch {
+	case m.opts.APIVersion:
+		return "data"
+	case m.opts.Exec:
+		return "exit_code"
+	}
+	return "pid"
 }

@@ -5,8 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/conmon-go/conmon-go/monitor/diag"
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
 func TestEncodeSyncMessage(t *testing.T) {

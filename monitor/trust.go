@@ -18,14 +18,14 @@ type runtimeChoice struct {
 	recordDir string // where this monitor recorded the decision; removed at exit
 }
 
-// selectRuntime applies trust-based runtime selection (trust-and-annotations.md §4). The
-// launcher announces the decision (stderr by level, syslog always); the monitor repeats it
-// silently from the same inputs and records it before the runtime starts.
+// selectRuntime applies trust-based runtime selection (docs/trust.md §4). The launcher
+// announces the decision (stderr by level, syslog always); the monitor repeats it silently
+// from the same inputs and records it before the runtime starts.
 func selectRuntime(opts *cli.Options, log *diag.Printer, announce bool) (runtimeChoice, error) {
 	if filepath.Base(opts.Runtime) == dispatcherName {
 		// The dispatcher decides and keeps the record for the container's whole life
-		// (§9); a decision and record of ours would bypass it and our record would be
-		// removed at exit, before the engine's delete.
+		// (docs/trust.md §9); a decision and record of ours would bypass it and our record would
+		// be removed at exit, before the engine's delete.
 		if announce {
 			log.Debugf("runtime selection: left to the dispatching runtime %s", opts.Runtime)
 		}

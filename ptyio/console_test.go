@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sendMaster acts as the runtime: connect, send the master with SCM_RIGHTS, close.
-func sendMaster(t *testing.T, path string, master int) {
+// sendMaster acts as the runtime: connect, send the master (and any further fds) with
+// SCM_RIGHTS, close.
+func sendMaster(t *testing.T, path string, master int, more ...int) {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -21,7 +22,7 @@ func sendMaster(t *testing.T, path string, master int) {
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Sendmsg(fd, []byte("/dev/pts/x"), unix.UnixRights(master), nil, 0); err != nil {
+	if err := unix.Sendmsg(fd, []byte("/dev/pts/x"), unix.UnixRights(append([]int{master}, more...)...), nil, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -69,6 +70,39 @@ func receiveFd(t *testing.T, c *ConsoleSocket, fd int) *Terminal {
 	t.Cleanup(func() { term.Close() })
 	assertGone(t, c.Path)
 	return term
+}
+
+// A runtime that sends more fds than the master keeps none of them in the monitor: those
+// that fit the control buffer are closed, the kernel discards the rest.
+func TestExtraFdsNotKept(t *testing.T) {
+	c := newSocket(t)
+	master, _ := openPty(t)
+	defer unix.Close(master)
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pipe[0])
+	var extra []int
+	for range 2 * consoleMaxFds {
+		extra = append(extra, pipe[1])
+	}
+	got := make(chan error, 1)
+	go func() {
+		term, err := c.Receive(nil)
+		if err == nil {
+			term.Close()
+		}
+		got <- err
+	}()
+	sendMaster(t, c.Path, master, extra...)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(pipe[1])
+	if n, err := unix.Read(pipe[0], make([]byte, 1)); n != 0 || err != nil {
+		t.Fatalf("a passed fd is still open in the monitor: read = %d, %v", n, err)
+	}
 }
 
 func TestConsoleSocketFile(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 // pipe-max-size) only keeps the default.
 const outputPipeSize = 1 << 20
 
-// Pipes holds the container's stdio (lifecycle.md §6.1).
+// Pipes holds the container's stdio (docs/lifecycle.md §6.1).
 type Pipes struct {
 	Child  [3]*os.File // what the runtime gets as fds 0, 1, 2 (blocking ends or /dev/null)
 	Stdin  *os.File    // monitor's non-blocking write end, nil without stdin

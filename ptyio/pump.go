@@ -81,11 +81,6 @@ type Pump struct {
 	chunk   []byte    // the chunk being delivered, for the consumers after one that panicked
 	chunkAt time.Time // its read time
 	resume  int       // > 0: the next loop first delivers chunk from this consumer on
-
-	// readNow's result; rawRead is built once so a read allocates nothing.
-	rn      int
-	rerr    error
-	rawRead func(fd uintptr)
 }
 
 // StartPump starts the goroutine reading f (a non-blocking file on the poller) as stream s.
@@ -97,7 +92,6 @@ func StartPump(f *os.File, s Stream, tty bool, out *Output) *Pump {
 		buf:  make([]byte, readBufSize),
 		kick: make(chan struct{}), eof: make(chan struct{}), ended: make(chan struct{}),
 	}
-	p.rawRead = func(fd uintptr) { p.rn, p.rerr = unix.Read(int(fd), p.buf) }
 	go p.run()
 	return p
 }
@@ -266,23 +260,26 @@ func (p *Pump) switchOff() bool {
 	return true
 }
 
-// readNow reads once without waiting: EAGAIN when nothing is buffered.
+// readNow reads once without waiting: EAGAIN when nothing is buffered. Only Stop and a
+// terminal's drain read this way, at the exit.
 func (p *Pump) readNow() (int, error) {
+	var n int
+	var err error
 	for {
-		if err := p.rc.Control(p.rawRead); err != nil {
-			return 0, err
+		if cerr := p.rc.Control(func(fd uintptr) { n, err = unix.Read(int(fd), p.buf) }); cerr != nil {
+			return 0, cerr
 		}
-		if p.rerr != unix.EINTR {
+		if err != unix.EINTR {
 			break
 		}
 	}
 	switch {
-	case p.rerr != nil:
-		return 0, p.rerr
-	case p.rn == 0:
+	case err != nil:
+		return 0, err
+	case n == 0:
 		return 0, io.EOF
 	}
-	return p.rn, nil
+	return n, nil
 }
 
 // waitRetry sleeps ttyRetry, cut short by Drain or Stop.

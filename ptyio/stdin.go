@@ -8,7 +8,7 @@ import (
 	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
-// Stdin writes attach-client input to the container (protocol.md §5.3, §5.5).
+// Stdin writes attach-client input to the container (docs/protocol.md §5.3, §5.5).
 type Stdin struct {
 	f          *os.File // nil: no destination, input is discarded
 	terminal   bool

@@ -1,4 +1,4 @@
-// Package seqpacket serves the attach socket <bundle>/attach (protocol.md §5): a
+// Package seqpacket serves the attach socket <bundle>/attach (docs/protocol.md §5): a
 // SOCK_SEQPACKET listener bound through a directory fd, output frames fanned out to every
 // client through bounded per-client queues, client datagrams delivered to container stdin.
 // A client that reads slowly holds the output back and loses nothing; one that makes no
@@ -70,9 +70,12 @@ type Server struct {
 	link     string // symlink name really created, "" with --full-attach
 	bound    bool   // the socket file exists because we created it
 
-	lf     *os.File
-	lrc    syscall.RawConn
-	pendFn func(fd uintptr) // acceptPending, bound once: Broadcast must not allocate
+	lf  *os.File
+	lrc syscall.RawConn
+	// pendFn is acceptPending bound once: a method value per call would cost Broadcast
+	// an allocation (16 bytes) while it looks into the backlog
+	// (TestBroadcastAllocsBeforeClient).
+	pendFn func(fd uintptr)
 	// hadClient: a client was accepted. Until then, and for backlogWindow after the
 	// first output (backlogUntil, in Unix nanoseconds), every Broadcast first accepts
 	// what waits in the backlog (one accept4, usually EAGAIN): an engine connects right

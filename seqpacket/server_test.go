@@ -762,6 +762,40 @@ func TestBroadcastAllocs(t *testing.T) {
 	}
 }
 
+// Until a client came, every Broadcast first accepts what waits in the listen backlog:
+// without an allocation either.
+func TestBroadcastAllocsBeforeClient(t *testing.T) {
+	s, _ := startServer(t, Config{Bundle: t.TempDir()})
+	p := make([]byte, 1024)
+	if allocs := testing.AllocsPerRun(100, func() { s.Broadcast(ptyio.Stdout, p) }); allocs != 0 {
+		t.Fatalf("%v allocations per Broadcast", allocs)
+	}
+}
+
+// The client's writer sends the queued frames without allocating. Each run waits until
+// the reader has them, so that the writer's work falls inside the measurement.
+func TestClientWriterAllocs(t *testing.T) {
+	bundle := t.TempDir()
+	s, log := startServer(t, Config{Bundle: bundle})
+	r := startReader(connect(t, log, bundle+"/attach", 1), false, nil)
+	p := make([]byte, 64<<10) // 8 frames
+	var want int64
+	allocs := testing.AllocsPerRun(20, func() {
+		s.Broadcast(ptyio.Stdout, p)
+		want += int64(len(p))
+		for r.got.Load() < want {
+			select {
+			case <-r.progress:
+			case err := <-r.done:
+				t.Fatalf("reader ended (%v) after %d of %d bytes", err, r.got.Load(), want)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per 8 frames sent", allocs)
+	}
+}
+
 func TestShutdownFlushesQueue(t *testing.T) {
 	bundle := t.TempDir()
 	s, log := startServer(t, Config{Bundle: bundle})

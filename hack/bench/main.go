@@ -3,7 +3,8 @@
 // exec-sync cost, podman's detached exec, one long line and attach throughput, driven
 // through conmon's CLI and fds as CRI-O (podman for the detached exec) does. Runs are
 // interleaved (monitor, reference, monitor, ...) so machine noise hits both; each figure
-// prints medians, the ratio monitor/reference and, where the issue sets one, its target.
+// prints medians, the ratio monitor/reference and, where docs/differences.md §6 sets one,
+// its target.
 //
 //	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,journald]
 package main
@@ -444,7 +445,7 @@ func (b *bench) overheadRows(what, variant string, s [][][]float64, errs []error
 		return metric{v: median(d)}
 	}
 	b.compare(what+" overhead over bare runc"+variant, over(i), over(j), ms,
-		relative("<= ref (spec: <= 5 ms)", func(a, r float64) bool { return a <= r }))
+		relative("<= ref (at most 5 ms)", func(a, r float64) bool { return a <= r }))
 	b.differenceRow(what+", monitor - reference per round"+variant, s[i], s[j], errs[i], errs[j])
 }
 

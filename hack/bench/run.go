@@ -1,6 +1,6 @@
 package main
 
-// Driving a monitor the way CRI-O does (engines.md §3.2, §3.3): argv, environment,
+// Driving a monitor the way CRI-O does (docs/engines.md §3.2, §3.3): argv, environment,
 // _OCI_SYNCPIPE/_OCI_STARTPIPE on fds 3/4, the start byte, the sync message, runc start,
 // the exit file, runc delete --force.
 
@@ -291,7 +291,7 @@ func (r *run) monitorOutput() string {
 	return ""
 }
 
-// syncMsg is one message of the sync pipe: API 0 (protocol.md §3.2) or, "data", API 1.
+// syncMsg is one message of the sync pipe: API 0 (docs/protocol.md §3.2) or, "data", API 1.
 type syncMsg struct {
 	Pid      *int   `json:"pid"`
 	Data     *int   `json:"data"`
@@ -405,7 +405,7 @@ func (e *env) execSync(r, target *run) (time.Duration, error) {
 }
 
 // podmanExec runs `true` in the container of target as `podman exec -d` does (API 1,
-// --exec-attach, no --sync; lifecycle.md §12.1): start byte (after pause), launcher exit,
+// --exec-attach, no --sync; docs/lifecycle.md §12.1): start byte (after pause), launcher exit,
 // {"data": 0} on the attach pipe, second byte without attaching, then the exec pid on the
 // sync pipe. It returns the time from the monitor's exec to the pid, less the pause, and
 // waits until the monitor has reported the exit and closed the sync pipe.

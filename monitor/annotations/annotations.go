@@ -1,5 +1,5 @@
 // Package annotations names the io.kubernetes.cri-o.* OCI annotation keys that CRI-O
-// stores in a bundle's config.json (trust-and-annotations.md §8).
+// stores in a bundle's config.json (docs/trust.md §8).
 //
 // The monitor reads only ContainerType, SandboxID, TrustedSandbox and PrivilegedRuntime,
 // and only when trust-based runtime selection is active. The other keys are exported so

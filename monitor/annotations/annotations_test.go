@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestKeys checks every constant against the table of trust-and-annotations.md §8.
+// TestKeys checks every constant against the table of docs/trust.md §8.
 func TestKeys(t *testing.T) {
 	table := map[string]string{
 		"Annotations": Annotations, "ContainerID": ContainerID, "ContainerName": ContainerName,

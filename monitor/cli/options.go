@@ -1,13 +1,13 @@
 // Package cli parses and validates the monitor's command line exactly as conmon's GLib
-// based parser does (cli.md §2–§8), with a pflag FlagSet.
+// based parser does (docs/cli.md §2–§8), with a pflag FlagSet.
 package cli
 
 import "github.com/conmon-go/conmon-go/monitor/diag"
 
-// Options holds one field per option of cli.md §3. The *Set fields record "given", which
+// Options holds one field per option of docs/cli.md §3. The *Set fields record "given", which
 // differs from "non-empty" for values like `--cid=`. Fields after Help are filled by Validate.
 type Options struct {
-	// Identity, bundle, pid files (§3.1).
+	// Identity, bundle, pid files (docs/cli.md §3.1).
 	CID, CUUID          string
 	CIDSet, CUUIDSet    bool
 	Name                string
@@ -22,7 +22,7 @@ type Options struct {
 	SocketDir           string
 	FullAttach          bool
 
-	// Runtime (§3.2).
+	// Runtime (docs/cli.md §3.2).
 	Runtime            string
 	RuntimeSet         bool
 	RuntimeArgs        []string
@@ -39,7 +39,7 @@ type Options struct {
 	APIVersion         bool
 	ReplaceListenPID   bool
 
-	// Stdio, terminal, attach (§3.3).
+	// Stdio, terminal, attach (docs/cli.md §3.3).
 	Terminal       bool
 	Stdin          bool
 	LeaveStdinOpen bool
@@ -47,7 +47,7 @@ type Options struct {
 	Sync           bool
 	SdNotifySocket string
 
-	// Logging (§3.4).
+	// Logging (docs/cli.md §3.4).
 	LogPaths                  []string
 	LogSizeMax                int64
 	LogGlobalSizeMax          int64
@@ -62,18 +62,19 @@ type Options struct {
 	LogLevel                  string
 	Syslog                    bool
 
-	// Exit (§3.5).
+	// Exit (docs/cli.md §3.5).
 	ExitCommand     string
 	ExitCommandArgs []string
 	ExitDelay       int
 
-	// Other (§3.6).
+	// Other (docs/cli.md §3.6).
 	Version                bool
 	SeccompNotifySocket    string
 	SeccompNotifySocketSet bool
 	SeccompNotifyPlugins   string
 
-	// conmon-go extensions (§3.7), as given on the command line; Trust is the resolved view.
+	// conmon-go extensions (docs/cli.md §3.7), as given on the command line; Trust is the
+	// resolved view.
 	RuntimeUntrusted     string
 	RuntimeUntrustedSet  bool
 	DefaultTrust         string
@@ -91,7 +92,7 @@ type Options struct {
 	Trust TrustOptions
 }
 
-// LogConfig is the outcome of the -l values (logging.md §1).
+// LogConfig is the outcome of the -l values (docs/logging.md §1).
 type LogConfig struct {
 	K8sPath     string // the last k8s-file path
 	HasK8s      bool
@@ -108,7 +109,7 @@ type TrustOptions struct {
 	UntrustedArgs    []string
 }
 
-// Environment fallbacks of §3.7.
+// Environment fallbacks of docs/cli.md §3.7.
 const (
 	EnvRuntimeUntrusted = "CONMON_GO_RUNTIME_UNTRUSTED"
 	EnvDefaultTrust     = "CONMON_GO_DEFAULT_TRUST"

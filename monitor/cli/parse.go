@@ -15,7 +15,7 @@ func (e *ParseError) Error() string { return "conmon: option parsing failed: " +
 
 func parseErr(parts ...string) error { return &ParseError{Msg: strings.Join(parts, "")} }
 
-// Parse reads args (os.Args[1:]) as GLib's GOptionContext does (cli.md §2): glibScan
+// Parse reads args (os.Args[1:]) as GLib's GOptionContext does (docs/cli.md §2): glibScan
 // adapts the arguments, a pflag FlagSet parses them, and pflag's errors get GLib's texts.
 // When a help option is reached it returns the options seen so far with Help set.
 func Parse(args []string) (*Options, error) {

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// Version is the --version text (cli.md §7). The first line is fixed: engines parse it.
+// Version is the --version text (docs/cli.md §7). The first line is fixed: engines parse it.
 func Version(commit string) string {
 	return "conmon version 2.2.1\ncommit: " + commit + "\n"
 }

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ValidationError is a failed check of cli.md §4; Error() is the exact line for stderr.
+// ValidationError is a failed check of docs/cli.md §4; Error() is the exact line for stderr.
 // The syslog copy (with --syslog, from step 5 on) is Msg, plus ": " + Errno if set.
 type ValidationError struct {
 	Msg   string // the text without prefix
@@ -36,7 +36,7 @@ func fail(parts ...string) error { return &ValidationError{Msg: strings.Join(par
 
 const partialWarning = "[conmon:w]: --no-container-partial-message has no effect without journald log driver"
 
-// Validate runs checks 2–27 of cli.md §4 in order (not 1, --version, nor 19, opening the
+// Validate runs steps 2–27 of docs/cli.md §4 in order (not 1, --version, nor 19, opening the
 // k8s log: the caller does both) and fills Bundle, ContainerPidfile, Logs, Level and Trust.
 // cwd is the working directory, "" when getcwd failed. Warnings are full stderr lines.
 func (o *Options) Validate(cwd string, getenv func(string) string) (warnings []string, err error) {
@@ -141,7 +141,7 @@ func quoteID(s string) string {
 	return strconv.Quote(s)
 }
 
-// add applies one -l value (logging.md §1): split at ':' like strtok (empty fields vanish,
+// add applies one -l value (docs/logging.md §1): split at ':' like strtok (empty fields vanish,
 // only the first two count); a leading ':' or a colon-less unknown word names a k8s-file.
 func (c *LogConfig) add(v string) error {
 	var f []string
@@ -208,7 +208,7 @@ func (o *Options) checkLogOptions() error {
 	return nil
 }
 
-// resolveTrust applies the environment fallbacks of cli.md §3.7 and step 11a.
+// resolveTrust applies the environment fallbacks of docs/cli.md §3.7 and §4 step 11a.
 func (o *Options) resolveTrust(getenv func(string) string) error {
 	pick := func(flag string, set bool, env string) (string, bool) {
 		if set {

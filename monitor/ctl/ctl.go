@@ -1,4 +1,4 @@
-// Package ctl serves the <bundle>/ctl and <bundle>/winsz FIFOs (protocol.md §6): engines
+// Package ctl serves the <bundle>/ctl and <bundle>/winsz FIFOs (docs/protocol.md §6): engines
 // write resize and log-reopen requests as text lines.
 package ctl
 

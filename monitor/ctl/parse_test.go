@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// controlTable is protocol.md §6.2's table plus sscanf corner cases.
+// controlTable is docs/protocol.md §6.2's table plus sscanf corner cases.
 var controlTable = []struct {
 	line string
 	msg  Message

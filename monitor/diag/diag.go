@@ -1,4 +1,4 @@
-// Package diag prints the monitor's own messages (cli.md §6): prefixed lines on stderr,
+// Package diag prints the monitor's own messages (docs/cli.md §6): prefixed lines on stderr,
 // filtered by --log-level, and optionally a copy to syslog in conmon's format. Its Syslog
 // sender also carries the dispatching runtime's messages.
 package diag
@@ -25,7 +25,7 @@ const (
 	Trace
 )
 
-// ParseLevel accepts the --log-level names of cli.md §6, ASCII case-insensitively.
+// ParseLevel accepts the --log-level names of docs/cli.md §6, ASCII case-insensitively.
 func ParseLevel(s string) (Level, bool) {
 	switch asciiLower(s) {
 	case "error", "fatal", "panic":

@@ -1,5 +1,5 @@
 // Package oom watches the container's memory cgroup for OOM kills
-// (lifecycle.md §16): cgroup v1 through memory.oom_control and an eventfd,
+// (docs/lifecycle.md §16): cgroup v1 through memory.oom_control and an eventfd,
 // cgroup v2 through memory.events and inotify.
 package oom
 

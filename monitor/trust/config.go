@@ -18,9 +18,10 @@ type ociConfig struct {
 	} `json:"linux"`
 }
 
+// ociNamespace is one entry of linux.namespaces. Only its type matters: an entry with a
+// path joins a namespace (the pod's), which is no more the host's than a new one.
 type ociNamespace struct {
 	Type string `json:"type"`
-	Path string `json:"path"` // set when the namespace is joined (the pod's), not created
 }
 
 func readConfig(path string) (*ociConfig, error) {

@@ -14,8 +14,8 @@ import (
 	"github.com/conmon-go/conmon-go/exitfile"
 )
 
-// Record is one decision as stored in <dir>/<cid>.trust (§6): one JSON object on one
-// line, written and read with encoding/json.
+// Record is one decision as stored in <dir>/<cid>.trust (docs/trust.md §6): one JSON object
+// on one line, written and read with encoding/json.
 type Record struct {
 	CID           string `json:"cid"`
 	SandboxID     string `json:"sandbox_id"`

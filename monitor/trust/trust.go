@@ -1,4 +1,4 @@
-// Package trust chooses the OCI runtime by workload trust (trust-and-annotations.md §4–§6):
+// Package trust chooses the OCI runtime by workload trust (docs/trust.md §4–§6):
 // the decision for create/restore from the bundle's config.json, the choice for an exec,
 // the log text of a decision, and the records that let workload containers inherit their
 // sandbox's trust and later calls reach the runtime that created the container.
@@ -46,7 +46,7 @@ type Decision struct {
 
 const warningPrefix = "Running an untrusted but privileged container; "
 
-// LogText is the decision's log line (§5), also stored as the record's reason.
+// LogText is the decision's log line (docs/trust.md §5), also stored as the record's reason.
 func (d Decision) LogText() string {
 	if d.Warning {
 		return warningPrefix + d.Reason
@@ -54,8 +54,8 @@ func (d Decision) LogText() string {
 	return d.Reason
 }
 
-// Decide makes the create/restore decision of §4.1–§4.4 for the bundle's config.json.
-// The error is fatal: the caller must not fall back to the trusted runtime.
+// Decide makes the create/restore decision of docs/trust.md §4.1–§4.4 for the bundle's
+// config.json. The error is fatal: the caller must not fall back to the trusted runtime.
 func Decide(s Settings, bundle, cid string) (Decision, error) {
 	defaultUntrusted, err := parseDefaultTrust(s.DefaultTrust)
 	if err != nil {
@@ -105,8 +105,8 @@ func Decide(s Settings, bundle, cid string) (Decision, error) {
 	}
 	d.Privileged = len(reasons) > 0
 
-	// §4.4: privileged always gets -r; otherwise the untrusted runtime when it exists
-	// and either the workload or the default trust level is untrusted.
+	// docs/trust.md §4.4: privileged always gets -r; otherwise the untrusted runtime when it
+	// exists and either the workload or the default trust level is untrusted.
 	d.Warning = !d.Trusted && d.Privileged
 	d.UseUntrusted = !d.Privileged && s.Untrusted != "" && (!d.Trusted || defaultUntrusted)
 	d.Runtime = s.Trusted
@@ -140,8 +140,8 @@ func Decide(s Settings, bundle, cid string) (Decision, error) {
 	return d, nil
 }
 
-// DecideExec chooses the runtime for an exec (§4.5): the one recorded for the container,
-// else -r. It cannot fail; an unusable record is reported through s.Log.
+// DecideExec chooses the runtime for an exec (docs/trust.md §4.5): the one recorded for the
+// container, else -r. It cannot fail; an unusable record is reported through s.Log.
 func DecideExec(s Settings, cid string) Decision {
 	d := Decision{CID: cid, Trusted: true, Runtime: s.Trusted}
 	var why string

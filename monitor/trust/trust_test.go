@@ -58,7 +58,7 @@ func stateDir(t *testing.T) string {
 	return dir
 }
 
-// row is one line of the §4.4 table; nil means "any".
+// row is one line of the table of docs/trust.md §4.4; nil means "any".
 type row struct {
 	trusted, privileged *bool
 	defaultTrust        string // "" = any
@@ -95,8 +95,8 @@ func lookup(t *testing.T, trusted, privileged bool, def string, untrustedSet boo
 	return found[0]
 }
 
-// TestTable runs every combination of the §4.4 inputs for each kind of container and
-// compares with the row of the spec table that matches.
+// TestTable runs every combination of the inputs of docs/trust.md §4.4 for each kind of
+// container and compares with the row of its table that matches.
 func TestTable(t *testing.T) {
 	const sbID = "sb0123456789"
 	kinds := []string{"sandbox", "absent", "container+record", "container"}
@@ -260,8 +260,8 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestSpecExamples checks the exact texts of §5.
-func TestSpecExamples(t *testing.T) {
+// TestLogTextExamples checks the exact texts of docs/trust.md §5.
+func TestLogTextExamples(t *testing.T) {
 	s := Settings{Trusted: trustedRT, Untrusted: untrustedRT, StateDir: stateDir(t)}
 	d, err := Decide(s, writeBundle(t, map[string]string{annotations.TrustedSandbox: "false"}, ownNS), "c1")
 	if err != nil {

@@ -23,14 +23,9 @@ const gateRefresh = 10 * time.Second
 // the kernel wakes it when journald reads; the sender waits on such a socket before each
 // journal.Send, which then rarely meets a full queue.
 type gate struct {
-	f       *os.File
-	rc      syscall.RawConn
-	sa      unix.SockaddrUnix
-	fds     [1]unix.PollFd
-	open    func(uintptr) bool // g.writable, bound once
-	connect func(uintptr)      // g.connectFD, bound once
-	err     error              // result of connectFD
-	next    time.Time          // when to connect again; zero: not connected
+	f    *os.File
+	rc   syscall.RawConn
+	next time.Time // when to connect again; zero: not connected
 }
 
 func newGate() (*gate, error) {
@@ -38,12 +33,11 @@ func newGate() (*gate, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	g := &gate{f: os.NewFile(uintptr(fd), Socket), sa: unix.SockaddrUnix{Name: Socket}}
+	g := &gate{f: os.NewFile(uintptr(fd), Socket)}
 	if g.rc, err = g.f.SyscallConn(); err != nil {
 		g.f.Close()
 		return nil, &os.PathError{Op: "register", Path: Socket, Err: err}
 	}
-	g.open, g.connect = g.writable, g.connectFD
 	return g, nil
 }
 
@@ -55,7 +49,7 @@ func (g *gate) wait(now time.Time) bool {
 	if (g.next.IsZero() || now.After(g.next)) && g.dial(now) != nil {
 		return !g.closed()
 	}
-	return g.rc.Write(g.open) == nil
+	return g.rc.Write(writable) == nil
 }
 
 // closed reports whether close was called.
@@ -65,9 +59,11 @@ func (g *gate) closed() bool {
 
 // dial connects the gate to journald's socket (again).
 func (g *gate) dial(now time.Time) error {
-	err := g.rc.Control(g.connect)
-	if err == nil {
-		err = g.err
+	var err error
+	if cerr := g.rc.Control(func(fd uintptr) {
+		err = unix.Connect(int(fd), &unix.SockaddrUnix{Name: Socket})
+	}); cerr != nil {
+		err = cerr
 	}
 	if err != nil {
 		g.next = time.Time{}
@@ -80,12 +76,10 @@ func (g *gate) dial(now time.Time) error {
 // reset makes the next wait connect again (journald may have been restarted).
 func (g *gate) reset() { g.next = time.Time{} }
 
-func (g *gate) connectFD(fd uintptr) { g.err = unix.Connect(int(fd), &g.sa) }
-
 // writable polls without waiting; false makes RawConn.Write wait for the poller.
-func (g *gate) writable(fd uintptr) bool {
-	g.fds[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLOUT}
-	n, err := unix.Poll(g.fds[:], 0)
+func writable(fd uintptr) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
 	return err != nil || n > 0
 }
 

@@ -1,4 +1,4 @@
-// Package journald is the journald log driver (logging.md §9): it assembles lines like the
+// Package journald is the journald log driver (docs/logging.md §9): it assembles lines like the
 // k8s-file driver (ptyio/linebuf) and sends one entry per record with go-systemd's
 // journal.Send, which speaks journald's native protocol in pure Go and passes an entry too
 // large for one datagram as a file descriptor.
@@ -73,7 +73,9 @@ type Writer struct {
 	// The fields of every entry besides MESSAGE and PRIORITY, read only by the sender:
 	// one map for complete lines and one adding the partial flag.
 	fields, partialFields map[string]string
-	sent                  chan struct{} // closed when the sender goroutine returns
+	// senderDone is closed when the sender goroutine returns. Only a test waits for it:
+	// TestCloseIdempotent checks that Close stops the sender.
+	senderDone chan struct{}
 }
 
 var _ ptyio.LogDriver = (*Writer)(nil)
@@ -102,7 +104,7 @@ func newWriter(cfg Config) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{q: newQueue(), gate: g, timer: time.NewTimer(time.Hour), sent: make(chan struct{})}
+	w := &Writer{q: newQueue(), gate: g, timer: time.NewTimer(time.Hour), senderDone: make(chan struct{})}
 	w.timer.Stop()
 	w.drops.log = log
 	w.drops.timer = time.AfterFunc(time.Hour, w.drops.warn)
@@ -228,7 +230,7 @@ func (e *emitter) Record(s ptyio.Stream, line []byte, partial bool, _ time.Time)
 // send is the sender goroutine: it hands the queued entries to journal.Send in order, each
 // once journald's queue has room (gate.go).
 func (w *Writer) send() {
-	defer close(w.sent)
+	defer close(w.senderDone)
 	// Without the sender the queue stays full: the output path drops what follows after
 	// one stall, counted and warned about like any other drop.
 	defer diag.Recover(w.drops.log, "journald sender", nil)
@@ -288,6 +290,9 @@ func (d *drops) add(n int, cause error) {
 	d.mu.Unlock()
 }
 
+// count returns the number of entries dropped so far; only tests read it. How many
+// entries a stopped journald costs depends on timing, and TestStoppedJournald needs the
+// number to know how many the journal must hold.
 func (d *drops) count() uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()

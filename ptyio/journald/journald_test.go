@@ -373,7 +373,7 @@ func TestCloseIdempotent(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	<-w.sent // the sender has stopped: nothing can follow
+	<-w.senderDone // the sender has stopped: nothing can follow
 	w.Write(ptyio.Stdout, []byte("after\n"), time.Now())
 	w.Flush()
 	if w.Reopen(); w.Sync() != nil {

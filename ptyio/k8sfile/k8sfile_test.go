@@ -139,7 +139,7 @@ func setLocal(t *testing.T, loc *time.Location) {
 	t.Cleanup(func() { time.Local = old })
 }
 
-// The logging.md §2 example; the idle flush stands in for conmon's per-read P.
+// The docs/logging.md §2 example; the idle flush stands in for conmon's per-read P.
 func TestSpecExample(t *testing.T) {
 	setLocal(t, time.UTC)
 	w := open(t, Config{})

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// checkRotatable is conmon 2.2.x's path safety check before a rotation (logging.md §6). It
+// checkRotatable is conmon 2.2.x's path safety check before a rotation (docs/logging.md §6). It
 // returns an O_PATH fd of the parent directory for the renames. The directory checks apply
 // only when the log file does not exist, as in 2.2.x.
 func checkRotatable(path string, allow []string, log diag.Logger) (int, error) {

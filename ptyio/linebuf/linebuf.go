@@ -1,4 +1,4 @@
-// Package linebuf assembles a container's output into log records (logging.md §3.2): per
+// Package linebuf assembles a container's output into log records (docs/logging.md §3.2): per
 // stream, a line of up to MaxLine bytes ending in '\n' becomes one full record however many
 // reads it took; bytes without '\n' become a partial record when they fill MaxLine, when the
 // stream has been idle for Idle, or at Flush.
@@ -56,9 +56,8 @@ type line struct {
 	buf   [MaxLine]byte
 	last  time.Time // time of the last read that added to buf
 	t     *time.Timer
-	fire  func() // l.onTimer, bound once so arming allocates nothing
-	armed bool   // t is scheduled or its callback is waiting for mu
-	stale int    // fired callbacks that must do nothing (superseded by a Reset or Stop)
+	armed bool // t is scheduled or its callback is waiting for mu
+	stale int  // fired callbacks that must do nothing (superseded by a Reset or Stop)
 }
 
 // New returns an assembler emitting to e. mu is the lock its caller holds around every
@@ -68,7 +67,6 @@ func New(mu sync.Locker, e Emitter, log diag.Logger) *Assembler {
 	for i, s := range [2]Stream{ptyio.Stdout, ptyio.Stderr} {
 		l := &a.st[i]
 		l.a, l.s = a, s
-		l.fire = l.onTimer
 	}
 	return a
 }
@@ -141,7 +139,7 @@ func (l *line) emitPending() {
 // callback already fired and is waiting for mu: that run must be skipped.
 func (l *line) arm() {
 	if l.t == nil {
-		l.t = time.AfterFunc(Idle, l.fire)
+		l.t = time.AfterFunc(Idle, l.onTimer)
 	} else if !l.t.Reset(Idle) && l.armed {
 		l.stale++
 	}

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A client that never reads must not slow the container down (better-than-conmon.md 1.1
-// #1), while a reading client gets every byte. Not parallel: it compares two timings.
+// A client that never reads must not slow the container down (docs/differences.md
+// §1.1), while a reading client gets every byte. Not parallel: it compares two timings.
 func TestClientNeverReads(t *testing.T) {
 	setup(t)
 	requireConmonGo(t) // conmon blocks on a client that does not read

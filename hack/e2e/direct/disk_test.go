@@ -37,7 +37,7 @@ func smallTmpfs(t *testing.T) string {
 // warnings go to syslog only, and this host has no /dev/log: they are not checked.)
 func TestLogDiskFull(t *testing.T) {
 	setup(t)
-	requireConmonGo(t) // conmon's write errors leave torn records (logging.md §11)
+	requireConmonGo(t) // conmon's write errors leave torn records (docs/differences.md §2)
 	t.Parallel()
 	c := newContainer(t, bundleOpts{}, "sh", "-c", "yes 0123456789012345678901234567890123456789012345678 | head -c 2097152; echo done >&2; exit 7")
 	c.logPath = filepath.Join(smallTmpfs(t), "ctr.log")

@@ -14,7 +14,7 @@ import (
 // shares the host pid namespace, so the kernel does not kill it with the init.
 func TestDrainLateWriter(t *testing.T) {
 	setup(t)
-	requireConmonGo(t) // conmon reads only what is buffered at the exit (better-than-conmon.md 1.1 #4)
+	requireConmonGo(t) // conmon reads only what is buffered at the exit (docs/differences.md §1.4)
 	t.Parallel()
 	cases := []struct{ name, script string }{
 		// The writer exits after its line: the drain ends at EOF.

@@ -46,7 +46,8 @@ type execResult struct {
 	monitorPid  int // the daemonised exec monitor (from its -P file)
 }
 
-// podmanExec runs one podman 4.3.1 exec session (lifecycle.md §12.1) and returns its result.
+// podmanExec runs one podman 4.3.1 exec session (docs/lifecycle.md §12.1) and returns its
+// result.
 func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...string) execResult {
 	t.Helper()
 	dir := filepath.Join(c.bundle, session)
@@ -108,10 +109,10 @@ func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...
 	return res
 }
 
-// execSyncLog runs one CRI-O ExecSync (lifecycle.md §12.2): a plain sync pipe, a stream start
-// pipe unless legacy (CRI-O < 1.21 started the --sync monitor without one), extra options
-// before the process spec. It returns the result message, the monitor's exit status, the
-// log path and the time until the monitor ended.
+// execSyncLog runs one CRI-O ExecSync (docs/lifecycle.md §12.2): a plain sync pipe, a
+// stream start pipe unless legacy (CRI-O < 1.21 started the --sync monitor without one),
+// extra options before the process spec. It returns the result message, the monitor's exit
+// status, the log path and the time until the monitor ended.
 func execSyncLog(t *testing.T, c *container, legacy bool, extra []string, args ...string) (syncMsg, int, string, time.Duration) {
 	t.Helper()
 	dir := t.TempDir()

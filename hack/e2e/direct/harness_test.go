@@ -67,8 +67,8 @@ func setup(t *testing.T) {
 	}
 }
 
-// requireConmonGo skips tests of behaviour where conmon-go deliberately differs from
-// conmon 2.1.6 (spec tags [2.2.x], [main], [go]).
+// requireConmonGo skips tests of behaviour that conmon 2.1.6, the reference, does not have:
+// conmon-go's own (docs/differences.md) or that of later conmon releases.
 func requireConmonGo(t *testing.T) {
 	t.Helper()
 	if !conmonGo {
@@ -442,7 +442,7 @@ type record struct {
 	content    []byte // without the \n appended to P records
 }
 
-// parseLog checks the record syntax of logging.md §2 and returns the records.
+// parseLog checks the record syntax of docs/logging.md §2 and returns the records.
 func parseLog(t *testing.T, data []byte) []record {
 	t.Helper()
 	recs, err := e2eutil.ParseLog(data)

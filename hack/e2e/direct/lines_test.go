@@ -10,7 +10,7 @@ import (
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
-// Line assembly through the monitor (logging.md §3.2, better-than-conmon.md 1.1 #2).
+// Line assembly through the monitor (docs/logging.md §3.2, docs/differences.md §1.2).
 func TestLineAssembly(t *testing.T) {
 	setup(t)
 	requireConmonGo(t) // conmon writes one record per read

@@ -12,7 +12,7 @@ import (
 )
 
 // goldenScript writes newline-aligned output, so conmon's per-read records and
-// conmon-go's assembled lines must be byte-identical (logging.md §3.2).
+// conmon-go's assembled lines must be byte-identical (docs/logging.md §3.2).
 const goldenScript = `echo out1; echo err1 >&2; printf 'tab\there\n'; echo; printf 'utf8 \303\244 \001\n'; echo '  spaced  '; echo err2 >&2; seq 1 20; printf 'crlf\r\n' >&2; exit 4`
 
 func TestLogGoldenAgainstConmon(t *testing.T) {

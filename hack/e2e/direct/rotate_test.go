@@ -36,7 +36,7 @@ func TestLogSizeMaxTruncates(t *testing.T) {
 	if got := runToExit(t, c, "", 10*time.Second, "--log-size-max", "200"); got != "0" {
 		t.Fatalf("exit file %q", got)
 	}
-	// Truncated before records 4, 7 and 10 (logging.md §5).
+	// Truncated before records 4, 7 and 10 (docs/logging.md §5).
 	if s := logText(t, c.logPath); s != "line10\n" {
 		t.Errorf("log %q, want only line10", s)
 	}
@@ -74,7 +74,7 @@ func TestLogRotateMaxFiles(t *testing.T) {
 }
 
 // CRI-O's ExecSync (the legacy form without a start pipe) passes a 16 MiB global limit;
-// a small one shows the cap: records stop once the counter reached it (logging.md §7).
+// a small one shows the cap: records stop once the counter reached it (docs/logging.md §7).
 func TestLogGlobalSizeMaxExecSync(t *testing.T) {
 	setup(t)
 	t.Parallel()

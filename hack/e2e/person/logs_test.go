@@ -221,7 +221,7 @@ func TestLogsBadInput(t *testing.T) {
 func TestLogsOfRunContainerByName(t *testing.T) {
 	env := setupLogs(t)
 	if out, err := exec.Command(env.bin, "help", "run").CombinedOutput(); err != nil || !strings.Contains(string(out), "conmon-go run") {
-		t.Skipf("%s has no run command (issue 14: conmon-go run): `conmon-go help run` gave %v", env.bin, err)
+		t.Skipf("%s has no run command (`conmon-go run`, docs/cli.md §9.2): `conmon-go help run` gave %v", env.bin, err)
 	}
 	bundle := filepath.Join(t.TempDir(), "bundle")
 	if err := e2eutil.MakeBundle(env.mkbundle, "", bundle); err != nil {

@@ -9,7 +9,7 @@ import (
 )
 
 // podman 4.3.1 probes --version before every command and silently falls back to the conmon
-// in $PATH when it dislikes the answer (engines.md §4): every other check would then test
+// in $PATH when it dislikes the answer (docs/engines.md §4): every other check would then test
 // the wrong monitor. Both the probe result and the live monitor process must be $BIN.
 func TestMonitorInUse(t *testing.T) {
 	need(t)
@@ -37,7 +37,8 @@ func TestMonitorInUse(t *testing.T) {
 	}
 }
 
-// conmon-go reports `conmon version 2.2.1` then `commit: ...` (cli.md §7, engines.md §4).
+// conmon-go reports `conmon version 2.2.1` then `commit: ...` (docs/cli.md §7,
+// docs/engines.md §4).
 func TestVersionProbe(t *testing.T) {
 	requireConmonGo(t)
 	lines := strings.Split(s.version, "\n")

@@ -1,5 +1,6 @@
 // Package podman is the podman 4.3.1 end-to-end suite: real podman drives the monitor under
-// test through `podman --conmon <binary>` (engines.md §2, §4; exit.md §6; logging.md §9.2).
+// test through `podman --conmon <binary>` (docs/engines.md §2, §4; docs/exit.md §6;
+// docs/logging.md §9.2).
 //
 // The monitor is $CONMON_BINARY, or ./cmd/conmon-go built by TestMain when that is unset.
 // Every podman call runs against a private --root/--runroot/--tmpdir and containers.conf in

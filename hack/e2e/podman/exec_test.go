@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Every podman exec runs its own monitor (-e --exec-attach, engines.md §2.1).
+// Every podman exec runs its own monitor (-e --exec-attach, docs/engines.md §2.1).
 func TestExec(t *testing.T) {
 	need(t)
 	id := runDetached(t, image, "sleep", "1000")

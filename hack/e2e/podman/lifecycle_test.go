@@ -54,8 +54,8 @@ func TestKill(t *testing.T) {
 	}
 }
 
-// run --timeout N: the monitor kills the container after N seconds and reports -1 (exit.md §5),
-// which podman turns into 255.
+// run --timeout N: the monitor kills the container after N seconds and reports -1
+// (docs/exit.md §5), which podman turns into 255.
 func TestRunTimeout(t *testing.T) {
 	need(t)
 	start := time.Now()
@@ -144,7 +144,7 @@ func TestInspectState(t *testing.T) {
 }
 
 // An OOM kill is reported: podman 4.x reads <bundle>/oom, which conmon 2.1.6 wrote into its
-// cwd instead [>=2.1.13] (exit.md §3).
+// cwd instead [>=2.1.13] (docs/exit.md §3).
 func TestOOMKilled(t *testing.T) {
 	requireConmonGo(t)
 	r := run(t, "--name", "oom-ctr", "--memory", "20m", "--memory-swap", "20m", image, "sh", "-c",

@@ -111,7 +111,7 @@ func TestLargeOutput(t *testing.T) {
 }
 
 // journald: podman reads CONTAINER_ID_FULL, PRIORITY 6/3 and CONTAINER_PARTIAL_MESSAGE
-// (logging.md §9.2); a 20 KiB line crosses every datagram and buffer bound.
+// (docs/logging.md §9.2); a 20 KiB line crosses every datagram and buffer bound.
 func TestLogDriverJournald(t *testing.T) {
 	need(t)
 	t.Cleanup(journaldtest.Ensure(t))
@@ -151,7 +151,7 @@ func TestLogDriverJournald(t *testing.T) {
 	}
 }
 
-// A `<N>` prefix sets the journal priority and is stripped [2.2.0+] (logging.md §9.3).
+// A `<N>` prefix sets the journal priority and is stripped [2.2.0+] (docs/logging.md §9.3).
 func TestJournaldPriorityPrefix(t *testing.T) {
 	requireConmonGo(t)
 	t.Cleanup(journaldtest.Ensure(t))
@@ -217,7 +217,8 @@ func TestLogMaxSize(t *testing.T) {
 	}
 }
 
-// --log-opt tag with k8s-file only: the monitor refuses, podman reports it (engines.md §2.5).
+// --log-opt tag with k8s-file only: the monitor refuses, podman reports it (docs/engines.md
+// §2.5).
 func TestLogTagK8sFile(t *testing.T) {
 	requireConmonGo(t)
 	r := run(t, "--rm", "--log-driver", "k8s-file", "--log-opt", "tag=x", image, "true")

@@ -119,7 +119,7 @@ func (s *suite) setup() error {
 		return err
 	}
 	// podman 4.3.1 silently falls back to the conmon in $PATH when it dislikes --version
-	// (engines.md §4): every check would then test the wrong monitor.
+	// (docs/engines.md §4): every check would then test the wrong monitor.
 	r, err := s.do(opts{}, "info", "--format", "{{.Host.Conmon.Path}}")
 	if err != nil {
 		return err

@@ -171,8 +171,9 @@ func TestNotifyOwnUnit(t *testing.T) {
 }
 
 // --restore runs `<runtime> [--systemd-cgroup] <runtime-args> restore ... --detach
-// --image-path <ckpt> --work-path <bundle> <runtime-opts/restore-args> <cid>` (lifecycle.md
-// §5.1); without CRIU (or systemd) runc fails and the monitor reports -1 and no exit file.
+// --image-path <ckpt> --work-path <bundle> <runtime-opts/restore-args> <cid>`
+// (docs/lifecycle.md §5.1); without CRIU (or systemd) runc fails and the monitor reports -1
+// and no exit file.
 func TestRestoreArgv(t *testing.T) {
 	c := newCtr(t, false, "true")
 	c.runtime = recorder(t, c.dir)
@@ -293,7 +294,7 @@ func readTrim(t *testing.T, path string) string {
 	return strings.TrimSpace(string(data))
 }
 
-// LISTEN_PID in the runtime process (lifecycle.md §7).
+// LISTEN_PID in the runtime process (docs/lifecycle.md §7).
 func TestListenPID(t *testing.T) {
 	cases := []struct {
 		name    string

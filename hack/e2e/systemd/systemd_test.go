@@ -42,7 +42,7 @@ ExecStart=/bin/sh -c 'echo starting; systemd-notify --ready & echo ready; exec s
 	}
 }
 
-// requireRun skips unless the binary under test has the run command of issue 14.
+// requireRun skips unless the binary under test has the run command (docs/cli.md §9.2).
 func requireRun(t *testing.T) {
 	t.Helper()
 	if skipReason != "" {
@@ -52,7 +52,7 @@ func requireRun(t *testing.T) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, monitorPath, "help", "run").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "conmon-go run") {
-		t.Skipf("%s has no run command (issue 14: conmon-go run): `conmon-go help run` gave %v: %.100q",
+		t.Skipf("%s has no run command (`conmon-go run`, docs/cli.md §9.2): `conmon-go help run` gave %v: %.100q",
 			monitorPath, err, out)
 	}
 }

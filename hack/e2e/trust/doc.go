@@ -1,5 +1,5 @@
 // Package trust holds root integration tests of trust-based runtime selection
-// (trust-and-annotations.md): the monitor driven directly with runc as the trusted
+// (docs/trust.md): the monitor driven directly with runc as the trusted
 // runtime and a recording wrapper around runc as the untrusted one, and podman with
 // conmon-go-runtime (the dispatcher) as --runtime and conmon-go as --conmon.
 //

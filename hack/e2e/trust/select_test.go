@@ -11,7 +11,7 @@ import (
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
-// record is the trust record of trust-and-annotations.md §6.
+// record is the trust record of docs/trust.md §6.
 type record struct {
 	CID           string `json:"cid"`
 	SandboxID     string `json:"sandbox_id"`
@@ -46,9 +46,9 @@ func assertNoRecords(t *testing.T, dir, when string) {
 	}
 }
 
-// TestDecisionTable runs one container per row of §4.4 that matters to an engine and
-// checks which runtime created it, the logged decision (stderr and syslog), the record
-// written before the runtime ran and its removal when the monitor exited.
+// TestDecisionTable runs one container per row of docs/trust.md §4.4 that matters to an
+// engine and checks which runtime created it, the logged decision (stderr and syslog), the
+// record written before the runtime ran and its removal when the monitor exited.
 func TestDecisionTable(t *testing.T) {
 	setup(t)
 	const priv = "yes (PrivilegedRuntime=\"true\")"
@@ -234,7 +234,7 @@ func TestUntrustedArgs(t *testing.T) {
 }
 
 // TestConfigErrors: a config.json that cannot be read or parsed fails the launcher with the
-// spec's message, and nothing is started or recorded.
+// message of docs/trust.md §4.1, and nothing is started or recorded.
 func TestConfigErrors(t *testing.T) {
 	setup(t)
 	for _, tc := range []struct{ name, content, reason string }{

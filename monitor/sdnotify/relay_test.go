@@ -90,21 +90,27 @@ func newBundle(t *testing.T, dir string) string {
 	return dir
 }
 
-func TestRelay(t *testing.T) {
-	tmp := t.TempDir()
-	// A bundle path far beyond sun_path's 108 bytes, as podman's are.
-	bundle := newBundle(t, filepath.Join(tmp, strings.Repeat("b", 100), strings.Repeat("c", 100)))
-	hostPath := filepath.Join(tmp, "host.sock")
-	host := hostSocket(t, hostPath)
-
+// startRelay starts a proxy for bundle that relays to a host socket of its own, and returns
+// it with the path of its notify socket and the host socket.
+func startRelay(t *testing.T, bundle string) (p *Proxy, sock string, host int) {
+	t.Helper()
+	hostPath := filepath.Join(t.TempDir(), "host.sock")
+	host = hostSocket(t, hostPath)
 	p, err := NewProxy(bundle, hostPath, testLogger{t})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(p.Close)
 	p.Start()
+	return p, filepath.Join(bundle, "notify", "notify.sock"), host
+}
 
-	sockPath := filepath.Join(bundle, "notify", "notify.sock")
+func TestRelay(t *testing.T) {
+	tmp := t.TempDir()
+	// A bundle path far beyond sun_path's 108 bytes, as podman's are.
+	bundle := newBundle(t, filepath.Join(tmp, strings.Repeat("b", 100), strings.Repeat("c", 100)))
+	_, sockPath, host := startRelay(t, bundle)
+
 	st, err := os.Stat(sockPath)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +142,7 @@ func TestRelay(t *testing.T) {
 		t.Fatalf("passed fd still open in the proxy: read = %d, %v", n, err)
 	}
 
-	// A datagram beyond 64 KiB is dropped whole, the next one still relayed.
+	// A datagram beyond 4096 bytes is dropped whole, the next one still relayed.
 	big := append([]byte("READY=1\nSTATUS="), make([]byte, 70<<10)...)
 	for i := 15; i < len(big); i++ {
 		big[i] = 'x'
@@ -148,19 +154,24 @@ func TestRelay(t *testing.T) {
 	}
 }
 
+// systemd takes notifications of at most 4096 bytes, and so does the relay: whatever it
+// would keep of a longer one, systemd would not have taken it from the container.
+func TestRelayDatagramBound(t *testing.T) {
+	_, sock, host := startRelay(t, newBundle(t, t.TempDir()))
+	status := func(size int) []byte {
+		return append([]byte("STATUS="), strings.Repeat("x", size-len("STATUS="))...)
+	}
+	sendTo(t, sock, append([]byte("READY=1\n"), status(4096-len("READY=1\n")+1)...))
+	sendTo(t, sock, status(4096))
+	if got := recvString(t, host); got != string(status(4096)) {
+		t.Fatalf("host got %.40q (%d bytes), want the 4096-byte STATUS= only", got, len(got))
+	}
+}
+
 // What the container sent before the monitor closes the proxy (READY=1 right before
 // it exits) still reaches the host, in order.
 func TestCloseRelaysQueued(t *testing.T) {
-	tmp := t.TempDir()
-	bundle := newBundle(t, filepath.Join(tmp, "b"))
-	hostPath := filepath.Join(tmp, "host.sock")
-	host := hostSocket(t, hostPath)
-	p, err := NewProxy(bundle, hostPath, testLogger{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Start()
-	sock := filepath.Join(bundle, "notify", "notify.sock")
+	p, sock, host := startRelay(t, newBundle(t, t.TempDir()))
 	for i := range 3 {
 		sendTo(t, sock, []byte("STATUS="+strconv.Itoa(i)))
 	}
@@ -245,54 +256,6 @@ func TestSendWaitsForFullReceiver(t *testing.T) {
 	}
 }
 
-func TestNotifyReady(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", "")
-	if sent, err := NotifyReady(1); sent || err != nil {
-		t.Fatalf("unset NOTIFY_SOCKET: sent %v, %v", sent, err)
-	}
-
-	hostPath := filepath.Join(t.TempDir(), "notify")
-	host := hostSocket(t, hostPath)
-	t.Setenv("NOTIFY_SOCKET", hostPath)
-	if sent, err := NotifyReady(4242); !sent || err != nil {
-		t.Fatalf("sent %v, %v", sent, err)
-	}
-	if got := recvString(t, host); got != "READY=1\nMAINPID=4242" {
-		t.Fatalf("got %q", got)
-	}
-
-	abstract := "@conmon-go-test-" + strconv.Itoa(os.Getpid())
-	host2 := hostSocket(t, abstract)
-	t.Setenv("NOTIFY_SOCKET", abstract)
-	if _, err := NotifyReady(7); err != nil {
-		t.Fatal(err)
-	}
-	if got := recvString(t, host2); got != "READY=1\nMAINPID=7" {
-		t.Fatalf("abstract: got %q", got)
-	}
-
-	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "absent"))
-	if _, err := NotifyReady(7); err == nil {
-		t.Fatal("NotifyReady to a missing socket succeeded")
-	}
-}
-
-func TestNotifyStopping(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", "")
-	if sent, err := NotifyStopping(); sent || err != nil {
-		t.Fatalf("unset NOTIFY_SOCKET: sent %v, %v", sent, err)
-	}
-	hostPath := filepath.Join(t.TempDir(), "notify")
-	host := hostSocket(t, hostPath)
-	t.Setenv("NOTIFY_SOCKET", hostPath)
-	if sent, err := NotifyStopping(); !sent || err != nil {
-		t.Fatalf("sent %v, %v", sent, err)
-	}
-	if got := recvString(t, host); got != "STOPPING=1" {
-		t.Fatalf("got %q", got)
-	}
-}
-
 func TestLongHostPath(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), strings.Repeat("h", 120))
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -322,51 +285,3 @@ func TestLongHostPath(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
-
-func TestWatchdog(t *testing.T) {
-	t.Setenv("WATCHDOG_USEC", "")
-	if d, err := Watchdog(); d != 0 || err != nil {
-		t.Errorf("without WATCHDOG_USEC: %v, %v", d, err)
-	}
-	t.Setenv("WATCHDOG_USEC", "3000000")
-	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
-	if d, err := Watchdog(); d != 3*time.Second || err != nil {
-		t.Errorf("for this process: %v, %v, want 3s", d, err)
-	}
-	// After a re-exec the variables name the launcher, not this process.
-	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()+1))
-	if d, err := Watchdog(); d != 0 || err != nil {
-		t.Errorf("for another process: %v, %v, want 0", d, err)
-	}
-}
-
-func TestKeepAlive(t *testing.T) {
-	hostPath := filepath.Join(t.TempDir(), "notify")
-	host := hostSocket(t, hostPath)
-	t.Setenv("NOTIFY_SOCKET", hostPath)
-	stop, ended := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(ended)
-		KeepAlive(20*time.Millisecond, stop, testLogger{t})
-	}()
-	for range 2 {
-		if got := recvString(t, host); got != "WATCHDOG=1" {
-			t.Fatalf("got %q, want WATCHDOG=1", got)
-		}
-	}
-	close(stop)
-	<-ended
-
-	// A unit that went away ends the pings instead of failing every half interval.
-	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "absent"))
-	log := &warnCounter{}
-	KeepAlive(2*time.Millisecond, nil, log)
-	if log.n != 1 {
-		t.Errorf("%d warnings, want 1", log.n)
-	}
-}
-
-type warnCounter struct{ n int }
-
-func (w *warnCounter) Warnf(string, ...any)  { w.n++ }
-func (w *warnCounter) Debugf(string, ...any) {}

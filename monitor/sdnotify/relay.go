@@ -1,5 +1,5 @@
 // Package sdnotify relays filtered sd_notify datagrams from the container's
-// notify socket to the host's (protocol.md §8), tells the monitor's own
+// notify socket to the host's (docs/protocol.md §8), tells the monitor's own
 // systemd unit (or that of `conmon-go run`) that the container runs or ends, and feeds
 // that unit's watchdog.
 package sdnotify
@@ -14,21 +14,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
-
 	"github.com/conmon-go/conmon-go/monitor/diag"
 
 	"golang.org/x/sys/unix"
 )
 
 const (
-	// recvBufSize bounds one datagram; anything larger is dropped (MSG_TRUNC).
-	recvBufSize = 64 << 10
+	// recvBufSize bounds one datagram; a larger one is dropped (MSG_TRUNC), as systemd
+	// drops a notification of more than 4096 bytes (PIPE_BUF).
+	recvBufSize = 4096
 	// sendRetry bounds how long a forward may wait for a full host socket.
 	sendRetry = time.Second
-	// oobSize holds SCM_RIGHTS for the kernel's maximum of 253 fds (SCM_MAX_FD),
-	// so every passed fd is installed and can be closed by us.
-	oobSize = 1024
 )
 
 // Proxy owns <bundle>/notify/notify.sock and relays what it receives.
@@ -39,7 +35,6 @@ type Proxy struct {
 	host string
 	log  diag.Logger
 	buf  []byte
-	oob  []byte
 
 	startOnce sync.Once
 	done      chan struct{}
@@ -93,7 +88,6 @@ func NewProxy(bundle, hostSocket string, log diag.Logger) (*Proxy, error) {
 		host: hostSocket,
 		log:  log,
 		buf:  make([]byte, recvBufSize),
-		oob:  make([]byte, oobSize),
 		done: make(chan struct{}),
 	}, nil
 }
@@ -154,15 +148,16 @@ func (p *Proxy) loop() {
 	}
 }
 
-// recv reads one datagram and closes every fd passed with it; with wait false it does
-// not wait for one (EAGAIN when none is queued). It works on the raw connection: the
-// closing relay must take what is queued without waiting, and ReadMsgUnix never reads
-// again once the deadline that woke it has passed.
+// recv reads one datagram; with wait false it does not wait for one (EAGAIN when none is
+// queued). It passes no control buffer, so the kernel discards the fds a container sends
+// with a datagram instead of installing them. It works on the raw connection: the closing
+// relay must take what is queued without waiting, and ReadMsgUnix never reads again once
+// the deadline that woke it has passed.
 func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
-	var oobn, flags int
+	var flags int
 	var rerr error
 	receive := func(fd uintptr) bool {
-		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), p.buf, p.oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+		n, _, flags, _, rerr = unix.Recvmsg(int(fd), p.buf, nil, unix.MSG_DONTWAIT)
 		return rerr != unix.EAGAIN
 	}
 	if wait {
@@ -173,9 +168,6 @@ func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
 	if err == nil {
 		err = rerr
 	}
-	if oobn > 0 {
-		closeRights(p.oob[:oobn])
-	}
 	err = unwrapNet(err)
 	if err != nil {
 		return 0, false, err
@@ -183,24 +175,8 @@ func (p *Proxy) recv(wait bool) (n int, trunc bool, err error) {
 	return n, flags&unix.MSG_TRUNC != 0, nil
 }
 
-func closeRights(oob []byte) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return
-	}
-	for i := range msgs {
-		fds, err := unix.ParseUnixRights(&msgs[i])
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}
-}
-
 // keepExact and keepPrefix are the assignments forwarded to the host
-// (protocol.md §8); MAINPID= and FDSTORE= are deliberately absent.
+// (docs/protocol.md §8.1); MAINPID= and FDSTORE= are deliberately absent.
 var (
 	keepExact  = []string{"READY=1", "RELOADING=1", "STOPPING=1", "WATCHDOG=1", "WATCHDOG=trigger"}
 	keepPrefix = []string{"STATUS=", "ERRNO=", "BUSERROR=", "MONOTONIC_USEC=", "EXTEND_TIMEOUT_USEC="}
@@ -240,43 +216,6 @@ func keep(line []byte) bool {
 		}
 	}
 	return false
-}
-
-// NotifyReady tells the systemd unit named by NOTIFY_SOCKET (a path or @abstract name)
-// that the container runs and that the monitor is the unit's main process. sent is false
-// when the variable is unset. It waits without bound while the unit's socket is full.
-func NotifyReady(mainPID int) (sent bool, err error) {
-	return daemon.SdNotify(false, daemon.SdNotifyReady+"\nMAINPID="+strconv.Itoa(mainPID))
-}
-
-// NotifyStopping tells the systemd unit named by NOTIFY_SOCKET that its service is ending.
-// sent is false when the variable is unset.
-func NotifyStopping() (sent bool, err error) {
-	return daemon.SdNotify(false, daemon.SdNotifyStopping)
-}
-
-// Watchdog returns how often the unit wants WATCHDOG=1 from this process (WatchdogSec=),
-// or 0 when it does not.
-func Watchdog() (time.Duration, error) {
-	return daemon.SdWatchdogEnabled(false)
-}
-
-// KeepAlive sends WATCHDOG=1 to the unit every half interval, as systemd recommends, until
-// stop is closed. It gives up after the first failed ping, with a warning.
-func KeepAlive(interval time.Duration, stop <-chan struct{}, log diag.Logger) {
-	t := time.NewTicker(interval / 2)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		if _, err := daemon.SdNotify(false, daemon.SdNotifyWatchdog); err != nil {
-			diag.OrDiscard(log).Warnf("sd_notify watchdog pings stopped: %v", err)
-			return
-		}
-	}
 }
 
 // send delivers one datagram to addr from a fresh unbound socket, waiting at most

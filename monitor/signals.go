@@ -1,0 +1,103 @@
+package monitor
+
+import (
+	"os"
+	"os/signal"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/monitor/diag"
+)
+
+// handledSignals are taken away from Go's default actions: SIGQUIT would dump goroutines
+// and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on fd 1/2 would kill the process,
+// and each of these orphans a running container. Go already ignores SIGUSR2 with a
+// handler of its own, so children get the default action. Each signal.Notify is a round
+// trip between two threads, and the first also starts three threads: the monitor does it
+// while the runtime starts (monitor.catchSignals).
+var handledSignals = []os.Signal{
+	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
+	unix.SIGUSR1, unix.SIGCHLD, unix.SIGPIPE,
+}
+
+// The launcher that daemonises only needs SIGTERM, SIGINT and SIGQUIT to end it with
+// status 1; it ignores SIGHUP and SIGPIPE outright, once the monitor that starts before
+// the start byte has been started. A monitor started later inherits those two as ignored
+// and catches them before it starts the runtime, which then gets the default action
+// again. With --sync the launcher is the monitor and catches them all.
+var (
+	launcherSignals = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT}
+	launcherIgnored = []os.Signal{unix.SIGHUP, unix.SIGPIPE}
+)
+
+// catchSignals takes the monitor's signals (handledSignals) from Go's default actions,
+// unless that is done already (--sync, or a podman exec waiting for its attach client).
+// A create does it once the runtime runs, off the create path: until it reports the pid
+// no one but the launcher knows it, and the runtime's exit is seen through its pidfd. It
+// is done before the pid is reported. The
+// first signal.Notify locks the thread it runs on to os/signal's mask goroutine for
+// good: usually the main thread here (the one the runtime was forked from), which Go
+// never ends anyway, so no other thread is kept for it.
+func (m *monitor) catchSignals() {
+	signal.Notify(m.signals, handledSignals...)
+}
+
+// killGroup is the -T action (docs/lifecycle.md §15): SIGKILL to the process group, never to
+// a group that contains the monitor itself.
+func (m *monitor) killGroup(pid int) {
+	pgid, err := unix.Getpgid(pid)
+	own, _ := unix.Getpgid(0)
+	if err == nil && pgid > 1 && pgid != own {
+		unix.Kill(-pgid, unix.SIGKILL)
+		return
+	}
+	m.signalContainer(unix.SIGKILL)
+}
+
+// signalContainer sends sig through the pidfd, so a recycled pid is never hit.
+func (m *monitor) signalContainer(sig unix.Signal) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pidfd >= 0 {
+		return unix.PidfdSendSignal(m.pidfd, sig, nil, 0) == nil
+	}
+	if m.containerPid > 0 {
+		return unix.Kill(m.containerPid, sig) == nil
+	}
+	return false
+}
+
+// signalLoop owns every signal for the monitor's life (docs/lifecycle.md §9.1).
+func (m *monitor) signalLoop() {
+	// The signals must stay handled: after a panic the loop starts again.
+	defer diag.Recover(m.log, "signal handling", func() { go m.signalLoop() })
+	for sig := range m.signals {
+		switch sig {
+		case unix.SIGCHLD, unix.SIGUSR1:
+			m.reaper.reap()
+		case unix.SIGTERM, unix.SIGINT, unix.SIGQUIT:
+			m.forward(sig.(unix.Signal))
+		default:
+			m.log.Debugf("ignoring signal %v", sig)
+		}
+	}
+}
+
+func (m *monitor) forward(sig unix.Signal) {
+	m.mu.Lock()
+	started, runtimePid := m.runtimeStarted, m.runtimePid
+	m.mu.Unlock()
+	if !started {
+		// Nothing runs yet: leave at once, removing what was already created.
+		m.removeFiles()
+		os.Exit(1)
+	}
+	if m.signalContainer(sig) {
+		return
+	}
+	if runtimePid > 0 {
+		unix.Kill(runtimePid, sig)
+		return
+	}
+	m.reaper.reap()
+}
