@@ -12,7 +12,7 @@ import (
 	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
-// launcherMain is the process the engine starts (docs/lifecycle.md §2 L1–L6). Everything that
+// launcherMain is the process the engine starts (docs/lifecycle.md §2 L1–L7). Everything that
 // can fail is checked here, while stderr is still the caller's; then, unless --sync, it
 // releases the monitor, writes the conmon pid file and exits 0.
 //
