@@ -338,10 +338,24 @@ func (c *container) target() string {
 	return c.dir
 }
 
+// start runs the runtime's start. A container whose command ends at once can be gone
+// before runc has cleaned up after the start: the monitor's exit command has deleted it,
+// and runc reports that as a failure ("remove …/exec.fifo"). The exit file, which the
+// monitor writes before it runs the exit command, tells that the container did run.
+func (c *container) start() error {
+	err := c.rt.start(c.id)
+	if err != nil {
+		if _, ran := c.watch.read(); ran {
+			return nil
+		}
+	}
+	return err
+}
+
 // startDetached starts the container and leaves it to its monitor. Under systemd the
 // monitor becomes the unit's main process: it is the one that stays.
 func (c *container) startDetached(mpid int) (int, error) {
-	if err := c.rt.start(c.id); err != nil {
+	if err := c.start(); err != nil {
 		c.discard()
 		return ExitFailure, fail("%w", err)
 	}
@@ -391,7 +405,7 @@ func (c *container) runAttached(sigc <-chan os.Signal, keys []byte) (int, error)
 		defer s.ctl.Close()
 		s.resize() // before the start, as podman does: the first prompt fits
 	}
-	if err := c.rt.start(c.id); err != nil {
+	if err := c.start(); err != nil {
 		term.restore()
 		conn.Close()
 		c.discard()
