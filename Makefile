@@ -54,10 +54,12 @@ fuzz:
 
 # The fault and load suite (hack/e2e/stress) in its long form: 10 000 start/exit cycles,
 # 1 000 attach and 200 exec cycles on one monitor, 100 creates at once against conmon,
-# signals and faults, a minute of idle CPU. `make test` runs its short form. It prints a
-# table of figures at the end and takes a quarter of an hour or more.
+# signals and faults, a minute of idle CPU; then hostile output at full size (a 1 GiB line,
+# 16 MiB of 1-byte writes, 16 MiB through a terminal). `make test` runs both short. It
+# prints a table of figures at the end and takes a quarter of an hour or more.
 stress: build
 	CONMON_STRESS=1 $(GO) test -count=1 -v -timeout 3h ./hack/e2e/stress/
+	E2E_FLOOD_BYTES=1G $(GO) test -count=1 -v -timeout 30m -run '^TestFlood' ./hack/e2e/direct/
 
 # Builds a busybox bundle and runs one container under conmon-go, showing its log and
 # exit status.
