@@ -399,8 +399,8 @@ func (c *client) release() {
 	if last {
 		c.stopOutput()
 		c.s.forget(c)
+		c.unmap() // before the fd goes: a client whose fd is gone holds no memory either
 		c.f.Close()
-		c.unmap()
 		c.s.log.Debugf("Closing %d", c.fd)
 		c.s.clientGone()
 	}

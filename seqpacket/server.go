@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +37,7 @@ const (
 	maxPayload = 8192
 	maxFrame   = 1 + maxPayload
 	maxClients = 64
-	gcAfter    = 256 << 10 // bytes allocated since the last collection that make a client's end collect
+	gcEvery    = 256 // attach sessions between the collections their ends ask for
 	// backlogWindow: how long after the first output Broadcast looks for clients waiting
 	// in the listen backlog (see Server.hadClient).
 	backlogWindow = 5 * time.Second
@@ -87,11 +86,7 @@ type Server struct {
 
 	mu      sync.Mutex // guards clients, started, closing
 	clients [maxClients]*client
-	// gcMu guards clientGone's view of the heap: cumulative bytes allocated, now and
-	// after the last collection it asked for.
-	gcMu       sync.Mutex
-	allocs     [1]metrics.Sample
-	allocsAtGC uint64
+	gone    atomic.Uint32 // clients that went, counted for clientGone
 	// bmu serialises Broadcast (every client sees the streams' frames in one order) and
 	// guards targets, its copy of the client list.
 	bmu        sync.Mutex
@@ -109,9 +104,6 @@ type Server struct {
 // connections before Start. On error nothing it created is left behind.
 func Listen(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, sockPath: cfg.Bundle + "/attach", acceptDone: make(chan struct{})}
-	s.allocs[0].Name = "/gc/heap/allocs:bytes"
-	metrics.Read(s.allocs[:])
-	s.allocsAtGC = s.allocs[0].Value.Uint64() // the monitor's own start-up is not the clients' garbage
 	if s.log == nil {
 		s.log = diag.Discard
 	}
@@ -290,26 +282,18 @@ func (s *Server) acceptPending(fd uintptr) {
 	}
 }
 
-// clientGone runs when a client has gone. Once the connections have allocated gcAfter
-// bytes since the last collection (about a kilobyte of garbage a session; the buffers are
-// not on the heap), their garbage is collected now: the collector would otherwise let it
-// pile up to its minimum heap goal of 4 MB, which an idle monitor keeps after enough
-// attach sessions. The threshold spares the usual monitor with a few sessions the first
-// collection's own cost (about 1 MB of collector metadata, kept for the process's life).
+// clientGone runs when a client has gone. Every gcEvery sessions their garbage (about a
+// kilobyte each; the buffers are not on the heap) is collected: the collector would
+// otherwise let it pile up to its minimum heap goal of 4 MB, which an idle monitor keeps
+// after enough attach sessions. Counting sessions spares the usual monitor with a few of
+// them the first collection's own cost (about 1 MB of collector metadata, kept for the
+// process's life), and costs nothing to measure.
 func (s *Server) clientGone() {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
-	if closing {
-		return
-	}
-	s.gcMu.Lock()
-	defer s.gcMu.Unlock()
-	metrics.Read(s.allocs[:])
-	if s.allocs[0].Value.Uint64() >= s.allocsAtGC+gcAfter {
+	if !closing && s.gone.Add(1)%gcEvery == 0 {
 		runtime.GC()
-		metrics.Read(s.allocs[:])
-		s.allocsAtGC = s.allocs[0].Value.Uint64()
 	}
 }
 
