@@ -316,22 +316,33 @@ func TestStoppedJournald(t *testing.T) {
 	}
 }
 
+// inPrivateMounts reports whether the test runs in the private mount namespace it needs;
+// if not, it runs the test again in one (as a child of this test binary) and reports false.
+func inPrivateMounts(t *testing.T) bool {
+	t.Helper()
+	const child = "JOURNALD_TEST_CHILD"
+	if os.Getenv(child) == t.Name() {
+		return true
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a private mount namespace")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), child+"="+t.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("child:\n%s", out)
+	return false
+}
+
 // TestJournaldAbsent runs in a mount namespace where /run/systemd/journal is empty: New
 // succeeds, entries are dropped without waiting, counted and warned about, as when the
 // host has no journald.
 func TestJournaldAbsent(t *testing.T) {
-	if os.Getenv("JOURNALD_ABSENT_CHILD") == "" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root for a private mount namespace")
-		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestJournaldAbsent$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), "JOURNALD_ABSENT_CHILD=1")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
-		t.Logf("child:\n%s", out)
+	if !inPrivateMounts(t) {
 		return
 	}
 	if _, err := os.Stat("/run/systemd/journal"); err == nil {
@@ -450,18 +461,7 @@ func BenchmarkSend(b *testing.B) {
 // read: once the driver is closed, its sender stops instead of retrying a full socket
 // without pause.
 func TestClosedWhileJournaldStuck(t *testing.T) {
-	if os.Getenv("JOURNALD_STUCK_CHILD") == "" {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root for a private mount namespace")
-		}
-		cmd := exec.Command(os.Args[0], "-test.run=^TestClosedWhileJournaldStuck$", "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), "JOURNALD_STUCK_CHILD=1")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("child: %v\n%s", err, out)
-		}
-		t.Logf("child:\n%s", out)
+	if !inPrivateMounts(t) {
 		return
 	}
 	if err := os.MkdirAll("/run/systemd/journal", 0o755); err != nil {
