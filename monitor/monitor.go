@@ -105,6 +105,7 @@ func (m *monitor) prepare() error {
 // process exit status.
 func (m *monitor) run() int {
 	opts := m.opts
+	ignoreUntilCaught()
 	go m.signalLoop()
 	m.runtimePath, m.runtimeArgs = opts.Runtime, opts.RuntimeArgs
 	if opts.Trust.Active {

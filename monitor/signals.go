@@ -30,6 +30,18 @@ var (
 	launcherIgnored = []os.Signal{unix.SIGHUP, unix.SIGPIPE}
 )
 
+// ignoreUntilCaught ignores SIGTERM and SIGQUIT until catchSignals takes them: before
+// that their default action would end the monitor, and once it has forked the runtime,
+// the runtime too (its PDEATHSIG), leaving a half-created container behind. One that
+// arrives meanwhile is lost; there is no container to forward it to yet. Ignoring costs
+// a system call, where catching would cost os/signal's start on the create path. The
+// runtime inherits them as ignored but, being a Go program like runc, catches them
+// itself, and its exec of the container resets them to the default. SIGINT is left alone:
+// Go keeps an inherited SIGINT ignored, which the container would then inherit.
+func ignoreUntilCaught() {
+	signal.Ignore(unix.SIGTERM, unix.SIGQUIT)
+}
+
 // catchSignals takes the monitor's signals (handledSignals) from Go's default actions,
 // unless that is done already (--sync, or a podman exec waiting for its attach client).
 // A create does it once the runtime runs, off the create path: until it reports the pid
