@@ -105,7 +105,7 @@ func (m *monitor) prepare() error {
 // process exit status.
 func (m *monitor) run() int {
 	opts := m.opts
-	ignoreUntilCaught()
+	m.catchSignals()
 	go m.signalLoop()
 	m.runtimePath, m.runtimeArgs = opts.Runtime, opts.RuntimeArgs
 	if opts.Trust.Active {
@@ -131,11 +131,7 @@ func (m *monitor) run() int {
 		// they are set up while the runtime works (its own start-up takes longer).
 		return m.runRuntime(m.setupOutput)
 	}
-	// podman's exec attaches before the exec starts, and the monitor waits for its client
-	// before it starts the runtime: a signal meanwhile must end it cleanly (forward), not
-	// by the default action, which would leave the attach socket behind. This path is not
-	// the one whose latency counts.
-	m.catchSignals()
+	// podman's exec attaches before the exec starts.
 	if err := m.setupOutput(); err != nil {
 		return m.fail(err.Error())
 	}

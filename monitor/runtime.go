@@ -108,7 +108,6 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.mu.Lock()
 	m.runtimePid = rt.pid
 	m.mu.Unlock()
-	m.catchSignals()
 	done := make(chan unix.WaitStatus, 1)
 	go func() {
 		// After a panic here the runtime counts as failed: the monitor's path goes on.

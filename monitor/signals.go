@@ -13,8 +13,8 @@ import (
 // and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on fd 1/2 would kill the process,
 // and each of these orphans a running container. Go already ignores SIGUSR2 with a
 // handler of its own, so children get the default action. Each signal.Notify is a round
-// trip between two threads, and the first also starts three threads: the monitor does it
-// while the runtime starts (monitor.catchSignals).
+// trip between two threads, and the first also starts three threads: an early monitor
+// does it while it waits for its release (monitor.catchSignals).
 var handledSignals = []os.Signal{
 	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
 	unix.SIGUSR1, unix.SIGCHLD, unix.SIGPIPE,
@@ -30,26 +30,11 @@ var (
 	launcherIgnored = []os.Signal{unix.SIGHUP, unix.SIGPIPE}
 )
 
-// ignoreUntilCaught ignores SIGTERM and SIGQUIT until catchSignals takes them: before
-// that their default action would end the monitor, and once it has forked the runtime,
-// the runtime too (its PDEATHSIG), leaving a half-created container behind. One that
-// arrives meanwhile is lost; there is no container to forward it to yet. Ignoring costs
-// a system call, where catching would cost os/signal's start on the create path. The
-// runtime inherits them as ignored but, being a Go program like runc, catches them
-// itself, and its exec of the container resets them to the default. SIGINT is left alone:
-// Go keeps an inherited SIGINT ignored, which the container would then inherit.
-func ignoreUntilCaught() {
-	signal.Ignore(unix.SIGTERM, unix.SIGQUIT)
-}
-
-// catchSignals takes the monitor's signals (handledSignals) from Go's default actions,
-// unless that is done already (--sync, or a podman exec waiting for its attach client).
-// A create does it once the runtime runs, off the create path: until it reports the pid
-// no one but the launcher knows it, and the runtime's exit is seen through its pidfd. It
-// is done before the pid is reported. The
-// first signal.Notify locks the thread it runs on to os/signal's mask goroutine for
-// good: usually the main thread here (the one the runtime was forked from), which Go
-// never ends anyway, so no other thread is kept for it.
+// catchSignals takes the monitor's signals (handledSignals) from Go's default actions
+// before the monitor creates anything: a signal's default action would end it with
+// files or a half-created container behind. An early monitor does it while it waits for
+// its release (daemonMain), off the create path unless the start byte came at once; it
+// costs os/signal's start (round trips to other threads). Done again, it is cheap.
 func (m *monitor) catchSignals() {
 	signal.Notify(m.signals, handledSignals...)
 }
