@@ -117,7 +117,7 @@ func (d *daemon) release(pidFile string, log *diag.Printer) int {
 	if d.pidFile == "" {
 		if err := d.writePidFile(pidFile); err != nil {
 			d.kill()
-			log.Errorf("Failed to write conmon pidfile: %s", describe(err))
+			log.Errorf("Failed to write conmon pidfile: %v", err)
 			return 1
 		}
 	}
@@ -160,6 +160,9 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 	if err != nil {
 		return 1
 	}
+	// Ours, not the engine's: inheritedFDs must not count it, or the exit sequence would
+	// close its number again after a later open reused it.
+	unix.CloseOnExec(hs)
 	opts, err := cli.Parse(args[1:])
 	if err != nil {
 		return 1
@@ -207,13 +210,4 @@ func awaitRelease(fd int) bool {
 	var b [1]byte
 	n, _ := f.Read(b[:])
 	return n == 1
-}
-
-// describe renders a wrapped error as "<what failed> <strerror>".
-func describe(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Op + " " + pe.Path + ": " + diag.Strerror(pe.Err)
-	}
-	return err.Error()
 }
