@@ -54,7 +54,7 @@ func (m *monitor) abortCreated(message string, termCh <-chan termResult) int {
 		// The container init is the monitor's child by now: reaped here, it does not
 		// outlive the monitor as a zombie.
 		exited := m.reaper.wait(pid)
-		if unix.Kill(pid, unix.SIGKILL) == nil {
+		if killChild(pid) {
 			select {
 			case <-exited:
 			case <-time.After(timeoutReap):
@@ -63,4 +63,22 @@ func (m *monitor) abortCreated(message string, termCh <-chan termResult) int {
 		}
 	}
 	return m.finishFailed(message)
+}
+
+// killChild sends SIGKILL to pid if it is a child of the monitor (a container init the
+// runtime left to it, alive or not yet reaped), and reports whether it did. A pid file
+// can be stale (podman keeps userdata/pidfile across starts), and its pid may by now
+// name an unrelated process: only a child's pid cannot have been reused, as long as it
+// is not reaped, and the pidfd taken first keeps naming it after that.
+func killChild(pid int) bool {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(pidfd)
+	var info unix.Siginfo
+	if unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil) != nil {
+		return false // ECHILD: not ours
+	}
+	return unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0) == nil
 }

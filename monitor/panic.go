@@ -29,7 +29,7 @@ func (m *monitor) afterPanic() (status int) {
 			return m.fail(msg)
 		}
 		if pid, err := readPidFile(m.opts.ContainerPidfile); err == nil {
-			unix.Kill(pid, unix.SIGKILL)
+			killChild(pid)
 		}
 		return m.finishFailed(msg)
 	}
