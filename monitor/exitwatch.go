@@ -41,11 +41,7 @@ func watchExit(pid, pidfd int, pidfdErr error, log *diag.Printer) <-chan struct{
 	go func() {
 		defer f.Close()
 		defer diag.Recover(log, "exit watch", func() { go probeExit(pid, ch, log) })
-		err := rc.Read(func(fd uintptr) bool {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, _ := unix.Poll(fds, 0)
-			return n > 0
-		})
+		err := rc.Read(func(fd uintptr) bool { return readable(int(fd)) })
 		if err == nil {
 			close(ch)
 		}

@@ -79,3 +79,15 @@ func redirectStdio() {
 	}
 	unix.Close(null)
 }
+
+// readable reports whether a read of fd would not block, without changing the flags of
+// the engine's fd.
+func readable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err != unix.EINTR {
+			return err == nil && n > 0
+		}
+	}
+}

@@ -55,11 +55,12 @@ func launcherMain(args []string, signals chan os.Signal) int {
 	signal.Ignore(launcherIgnored...)
 	// SIGTERM, SIGINT and SIGQUIT end the launcher with status 1 while it waits for the
 	// start byte. signal.Notify costs three round trips to another thread and starts
-	// three threads, so it runs beside the rest, and not at all when the byte is there
-	// already (CRI-O writes it at once): then the launcher is done in a moment, and the
-	// early monitor, starting meanwhile, needs the CPU. A signal before Notify ends the
-	// process by its default action, as during the Go runtime's start-up.
-	if !startPresent || !readable(startFD) {
+	// three threads, so it runs beside the rest, and not at all when the engine has
+	// written the byte already: then the launcher is done in a moment, and the early
+	// monitor, starting meanwhile, needs the CPU. A signal before Notify (or without it)
+	// ends the process by its default action, as during the Go runtime's start-up.
+	waits := !startPresent || !readable(startFD)
+	if waits {
 		go signal.Notify(signals, launcherSignals...)
 	}
 	log := diag.New(opts.Level, os.Stderr, opts.Syslog, opts.CID, opts.LogTag)
@@ -80,7 +81,10 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		}
 	}
 
-	stopEarly := exitOnTermination(signals)
+	stopEarly := func() {}
+	if waits {
+		stopEarly = exitOnTermination(signals)
+	}
 
 	syncFD, _, err := parseFDEnv("_OCI_SYNCPIPE")
 	if err != nil {
@@ -190,18 +194,6 @@ func exitOnTermination(signals chan os.Signal) (stop func()) {
 	return func() {
 		close(done)
 		<-finished
-	}
-}
-
-// readable reports whether a read of fd would not block, without changing the flags of
-// the engine's fd.
-func readable(fd int) bool {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, 0)
-		if err != unix.EINTR {
-			return err == nil && n > 0
-		}
 	}
 }
 

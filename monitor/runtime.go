@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"os/signal"
 	"strconv"
 	"time"
 
@@ -90,12 +89,6 @@ func (m *monitor) runRuntime(setup func() error) int {
 	if m.pipes != nil {
 		for i, f := range m.pipes.Child {
 			files[i] = f.Fd()
-		}
-	}
-	// Signals inherited as ignored would stay ignored in the runtime and the container.
-	for _, sig := range []os.Signal{unix.SIGHUP, unix.SIGPIPE} {
-		if signal.Ignored(sig) {
-			signal.Notify(m.signals, sig)
 		}
 	}
 	m.mu.Lock()
