@@ -136,6 +136,9 @@ func StartMonitor(s MonitorSpec) (*Monitor, error) {
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = m.Stdout, m.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A killed launcher whose stdio another process still holds (a --sync monitor's
+	// container, a passthrough daemon) must not keep Wait from returning.
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, s.Env...)
 	var ours, childEnds []*os.File
 	closeAll := func(fs []*os.File) {
