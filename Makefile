@@ -9,6 +9,13 @@ VERSION := 0.1.0
 REVISION := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 # The second line of --version: "commit: conmon-go <version> <revision>".
 LDFLAGS := -s -w -X 'github.com/conmon-go/conmon-go/monitor.Commit=conmon-go $(VERSION) $(REVISION)'
+# On linux/amd64 the binary enters through monitor.preforkEntry, which forks the monitor
+# before the Go runtime starts, so a create pays for one Go start-up, not two
+# (docs/lifecycle.md §3.3). Elsewhere, and in a plain `go build`, the launcher re-executes
+# itself instead.
+ifeq ($(shell $(GO) env GOOS GOARCH | tr '\n' ' '),linux amd64 )
+LDFLAGS += -E github.com/conmon-go/conmon-go/monitor.preforkEntry
+endif
 BIN := bin/conmon-go
 # Go 1.26's default garbage collector (Green Tea) costs each idle monitor about 50 kB more
 # anonymous memory than the classic one (make bench), and a heap this small gains nothing

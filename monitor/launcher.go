@@ -20,7 +20,12 @@ import (
 // setup while the engine places the launcher in its cgroups; after the start byte the
 // launcher moves it into the same cgroups before releasing it. A monitor that cannot be
 // moved is ended, and a new one started, as without a start pipe.
+//
+// In the monitor forked at the entry point (prefork.go) this is the launcher's work done by
+// the monitor itself, which then goes on as the monitor (runForked).
 func launcherMain(args []string, signals chan os.Signal) int {
+	forked := forkedMonitor()
+	startRead := preforkStarted == 1 // its forked monitor read the byte, then fell back
 	unix.Umask(0o022)
 	opts, err := cli.Parse(args[1:])
 	if err != nil {
@@ -37,7 +42,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 	}
 	cwd, _ := os.Getwd()
 	warnings, err := opts.Validate(cwd, os.Getenv)
-	if opts.Level >= diag.Warning {
+	if opts.Level >= diag.Warning && !startRead { // else the forked monitor printed them
 		for _, w := range warnings {
 			os.Stderr.WriteString(w + "\n")
 		}
@@ -48,18 +53,20 @@ func launcherMain(args []string, signals chan os.Signal) int {
 	}
 	startFD, startPresent, startErr := parseFDEnv("_OCI_STARTPIPE")
 	var early *daemon
-	if startPresent && startErr == nil && !opts.Sync {
+	if startPresent && startErr == nil && !opts.Sync && !forked && !startRead {
 		early = startEarly(args, opts, startFD)
 	}
 	defer early.kill()
-	signal.Ignore(launcherIgnored...)
+	if !forked { // its launcher ignores them; the monitor catches them itself
+		signal.Ignore(launcherIgnored...)
+	}
 	// SIGTERM, SIGINT and SIGQUIT end the launcher with status 1 while it waits for the
 	// start byte. signal.Notify costs three round trips to another thread and starts
 	// three threads, so it runs beside the rest, and not at all when the engine has
 	// written the byte already: then the launcher is done in a moment, and the early
 	// monitor, starting meanwhile, needs the CPU. A signal before Notify (or without it)
 	// ends the process by its default action, as during the Go runtime's start-up.
-	waits := !startPresent || !readable(startFD)
+	waits := !forked && !startRead && (!startPresent || !readable(startFD))
 	if waits {
 		go signal.Notify(signals, launcherSignals...)
 	}
@@ -108,7 +115,10 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		log.Errorf("unable to parse _OCI_STARTPIPE")
 		return 1
 	}
-	if startPresent {
+	if forked {
+		return runForked(opts, log, signals, syncFD, startFD, attachFD)
+	}
+	if startPresent && !startRead {
 		// The engine moves this process into its cgroups before writing the byte, so
 		// nothing may run in the monitor before it arrives.
 		if err := readStartPipe(startFD); err != nil {
@@ -138,7 +148,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		return m.runGuarded()
 	}
 	if early != nil {
-		err := cgroups.Join(early.pid)
+		err := cgroups.Join(early.pid, os.Getpid())
 		if err == nil {
 			return early.release(opts.ConmonPidfile, log)
 		}

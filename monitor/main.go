@@ -42,11 +42,12 @@ func init() {
 }
 
 // Reexecuted reports whether this process is one of the binary's hidden modes, started by
-// a monitor with an argv of its own making: the daemon or the LISTEN_PID trampoline.
+// a monitor with an argv of its own making: the daemon (re-executed, or forked at the entry
+// point with the launcher's argv) or the LISTEN_PID trampoline.
 func Reexecuted() bool {
 	_, daemon := os.LookupEnv(envDaemon)
 	_, trampoline := os.LookupEnv(envTrampoline)
-	return daemon || trampoline
+	return daemon || trampoline || forkedMonitor()
 }
 
 // Main runs the binary in the mode its environment selects and returns the exit status.
@@ -56,6 +57,14 @@ func Main(args []string) int {
 		return trampolineMain(args, v == "1")
 	}
 	signals := make(chan os.Signal, 32)
+	if forkedMonitor() {
+		if preforkOwnMaxProcs == 1 {
+			os.Unsetenv("GOMAXPROCS") // ours, not for the runtime or the exit command
+		}
+		status := launcherMain(args, signals)
+		tellLauncher(status)
+		return status
+	}
 	if v, ok := os.LookupEnv(envDaemon); ok {
 		os.Unsetenv(envDaemon)
 		if _, ok := os.LookupEnv(envOwnMaxProcs); ok {

@@ -71,6 +71,7 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	m.gone = watchExit(pid, pidfd, pidfdErr, m.log)
 	if retire {
 		retireSpareThreads()
+		releasePrefaulted()
 	}
 	status, timedOut := m.awaitExit(pid, timeout)
 	m.mu.Lock()

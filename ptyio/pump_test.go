@@ -249,7 +249,7 @@ func (a *panicAttach) Broadcast(Stream, []byte) {
 // A consumer that panics is reported and switched off; the output keeps reaching the
 // others, and the pump reads on to EOF (docs/lifecycle.md §13.1).
 func TestPumpPanicSwitchesConsumerOff(t *testing.T) {
-	diag.ProductionPanics(t)
+	diag.ProductionPanics(t.Cleanup)
 	p := outputPipes(t)
 	log := &testLogger{}
 	r := newRecorder()

@@ -80,7 +80,7 @@ func (panicStdin) ClientInputClosed()      {}
 // keep receiving output, and the server says it failed, so that the monitor does not call
 // Shutdown, which could wait for a lock the panic left held (docs/lifecycle.md §13.1).
 func TestClientPanicDisconnectsIt(t *testing.T) {
-	diag.ProductionPanics(t)
+	diag.ProductionPanics(t.Cleanup)
 	bundle := t.TempDir()
 	s, log := startServer(t, Config{Bundle: bundle, Stdin: panicStdin{}})
 	bad := connect(t, log, bundle+"/attach", 1)

@@ -1,6 +1,6 @@
-// Package cgroups gives a process the cgroup placement of the calling process: the
-// launcher starts the monitor before the engine has moved the launcher into its cgroups,
-// and moves the monitor after it once the start byte says the engine is done.
+// Package cgroups gives a process the cgroup placement of another: the monitor is started
+// before the engine has moved the launcher into its cgroups, and moved after it once the
+// start byte says the engine is done.
 //
 // A line of /proc/<pid>/cgroup is "<hierarchy id>:<controllers>:<path>"; the path is
 // relative to the hierarchy's mount, which is found by the layout every init system and
@@ -28,11 +28,12 @@ import (
 // mountRoot is where the hierarchies are mounted.
 const mountRoot = "/sys/fs/cgroup"
 
-// Join moves pid into each cgroup of the calling process that pid is not in, in every
-// hierarchy, and then checks that both processes list the same cgroups.
-func Join(pid int) error {
+// Join moves pid into each cgroup of process like that pid is not in, in every hierarchy,
+// and then checks that both processes list the same cgroups.
+func Join(pid, like int) error {
 	theirs := "/proc/" + strconv.Itoa(pid) + "/cgroup"
-	own, err := os.ReadFile("/proc/self/cgroup")
+	model := "/proc/" + strconv.Itoa(like) + "/cgroup"
+	want, err := os.ReadFile(model)
 	if err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func Join(pid int) error {
 	if err != nil {
 		return err
 	}
-	if string(own) == string(current) {
+	if string(want) == string(current) {
 		return nil
 	}
 	placed := make(map[string]string) // "<id>:<controllers>" -> path, of pid
@@ -49,16 +50,16 @@ func Join(pid int) error {
 			placed[h] = path
 		}
 	}
-	ownLines := lines(string(own))
-	for _, line := range ownLines {
+	wantLines := lines(string(want))
+	for _, line := range wantLines {
 		h, path, ok := split(line)
 		if !ok {
-			return errors.New("/proc/self/cgroup: malformed line " + strconv.Quote(line))
+			return errors.New(model + ": malformed line " + strconv.Quote(line))
 		}
 		if p, ok := placed[h]; ok && p == path {
 			continue
 		}
-		procs := hierarchyDir(h, len(ownLines) == 1) + path + "/cgroup.procs"
+		procs := hierarchyDir(h, len(wantLines) == 1) + path + "/cgroup.procs"
 		if err := writePid(procs, pid); err != nil {
 			return err
 		}
@@ -67,8 +68,8 @@ func Join(pid int) error {
 	if err != nil {
 		return err
 	}
-	if string(own) != string(after) {
-		return errors.New(theirs + " still differs from /proc/self/cgroup after the move: " +
+	if string(want) != string(after) {
+		return errors.New(theirs + " still differs from " + model + " after the move: " +
 			strconv.Quote(string(after)))
 	}
 	return nil

@@ -87,7 +87,7 @@ func TestJoinMovesBack(t *testing.T) {
 	if moved, _ := os.ReadFile(theirs); string(moved) == string(own) {
 		t.Fatalf("child not moved away: %q", moved)
 	}
-	if err := Join(child.Process.Pid); err != nil {
+	if err := Join(child.Process.Pid, os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	if back, _ := os.ReadFile(theirs); string(back) != string(own) {
@@ -104,7 +104,7 @@ func TestJoinMissingProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Join(pidMax) // pids stay below pid_max
+	err = Join(pidMax, os.Getpid()) // pids stay below pid_max
 	if err == nil || !strings.Contains(err.Error(), "/proc/"+strconv.Itoa(pidMax)+"/cgroup") {
 		t.Errorf("Join of a pid that cannot exist: %v, want an error naming its /proc file", err)
 	}

@@ -273,8 +273,8 @@ func TestSyslogNeverBlocks(t *testing.T) {
 // A panic of the syslog sender loses what was queued, not syslog: the next message
 // starts a new sender.
 func TestSyslogSenderPanic(t *testing.T) {
-	ProductionPanics(t)
-	InjectPanic(t, "syslog sender")
+	ProductionPanics(t.Cleanup)
+	InjectPanic(t.Cleanup, "syslog sender")
 	fd, path := listen(t)
 	l := New(Warning, nil, true, "cid", "")
 	toSocket(l, path)

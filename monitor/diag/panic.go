@@ -1,11 +1,11 @@
 package diag
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"runtime/debug"
 	"sync/atomic"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,13 +49,18 @@ func Recover(log Logger, part string, stop func()) {
 		return
 	}
 	ReportPanic(log, part, v, debug.Stack())
-	if testing.Testing() && !keepGoing.Load() {
+	if underGoTest() && !keepGoing.Load() {
 		panic(v)
 	}
 	if stop != nil {
 		stop()
 	}
 }
+
+// underGoTest reports whether this is a test binary: the testing package registers its
+// -test.* flags before any test runs. (testing.Testing would link the testing package,
+// and its start-up cost, into the monitor.)
+func underGoTest() bool { return flag.Lookup("test.v") != nil }
 
 // maxStack bounds the stack sent to syslog with a report.
 const maxStack = 8 << 10
@@ -99,17 +104,19 @@ func PanicPoint(point string) {
 }
 
 // ProductionPanics makes Recover switch parts off as in production until the test ends,
-// for tests of what a part does after a panic. Tests using it must not run in parallel.
-func ProductionPanics(tb testing.TB) {
+// for tests of what a part does after a panic; cleanup is the test's Cleanup. Tests using
+// it must not run in parallel.
+func ProductionPanics(cleanup func(func())) {
 	keepGoing.Store(true)
-	tb.Cleanup(func() {
+	cleanup(func() {
 		keepGoing.Store(false)
 		firstPanic.Store(nil)
 	})
 }
 
-// InjectPanic makes PanicPoint(point) panic once, until the test ends.
-func InjectPanic(tb testing.TB, point string) {
+// InjectPanic makes PanicPoint(point) panic once, until the test ends (cleanup is the
+// test's Cleanup).
+func InjectPanic(cleanup func(func()), point string) {
 	injectAt.Store(&point)
-	tb.Cleanup(func() { injectAt.Store(nil) })
+	cleanup(func() { injectAt.Store(nil) })
 }

@@ -25,7 +25,7 @@ func (l *recordLog) Record(v Level, msg string) {
 // In production a panic is reported as an error with its stack, appended to the panic
 // file, remembered for the monitor, and the part is switched off.
 func TestRecoverReportsAndSwitchesOff(t *testing.T) {
-	ProductionPanics(t)
+	ProductionPanics(t.Cleanup)
 	file := filepath.Join(t.TempDir(), "panics")
 	t.Setenv(EnvPanicFile, file)
 	log := &recordLog{}
@@ -90,7 +90,7 @@ func TestRepanicChild(t *testing.T) {
 
 // PanicPoint fires once, at the point named, and nowhere else.
 func TestPanicPoint(t *testing.T) {
-	InjectPanic(t, "here")
+	InjectPanic(t.Cleanup, "here")
 	PanicPoint("elsewhere")
 	func() {
 		defer func() {

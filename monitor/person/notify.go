@@ -20,8 +20,13 @@ type unit struct {
 // ready reports that the container runs, under the care of mainPID.
 func (u *unit) ready(mainPID int) { sdnotify.NotifyReady(mainPID) }
 
-// stopping reports, once, that the container is ending.
-func (u *unit) stopping() { u.stopOnce.Do(func() { sdnotify.NotifyStopping() }) }
+// stopping reports, once, that the container is ending, and ends the watchdog pings first:
+// systemd stops a unit's watchdog when it leaves the running state, so a ping after
+// STOPPING=1 says nothing.
+func (u *unit) stopping() {
+	u.stopWatchdog()
+	u.stopOnce.Do(func() { sdnotify.NotifyStopping() })
+}
 
 // watchdog sends WATCHDOG=1 at half the unit's watchdog interval until stopWatchdog. run
 // stops them when its session ends: the monitor's death ends it (its attach socket

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -108,5 +109,30 @@ func TestUnitWithoutSystemd(t *testing.T) {
 	u.ready(2) // a marker: anything sent before it would be queued first
 	if got := l.recv(); got != "READY=1\nMAINPID=2" {
 		t.Fatalf("sent without NOTIFY_SOCKET: %q", got)
+	}
+}
+
+// STOPPING=1 ends the pings: nothing follows it.
+func TestUnitStoppingEndsWatchdog(t *testing.T) {
+	l := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "100000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	u := &unit{}
+	u.watchdog()
+	if got := l.recv(); got != "WATCHDOG=1" {
+		t.Fatalf("watchdog sent %q", got)
+	}
+	u.stopping()
+	for got := l.recv(); got != "STOPPING=1"; got = l.recv() {
+		if got != "WATCHDOG=1" {
+			t.Fatalf("unexpected %q", got)
+		}
+	}
+	// Pings come every 50 ms: three intervals without one, then a marker that a ping
+	// after STOPPING=1 would precede. (An absence has no event to wait for.)
+	time.Sleep(150 * time.Millisecond)
+	u.ready(7)
+	if got := l.recv(); got != "READY=1\nMAINPID=7" {
+		t.Fatalf("after STOPPING=1: %q", got)
 	}
 }

@@ -295,7 +295,7 @@ func (l *warnings) Debugf(string, ...any) {}
 // A panic in the idle flush is reported and loses that pending line only: the lock is
 // released and the stream goes on (docs/lifecycle.md §13.1).
 func TestIdleFlushPanicDropsLine(t *testing.T) {
-	diag.ProductionPanics(t)
+	diag.ProductionPanics(t.Cleanup)
 	var mu sync.Mutex
 	e := &panicky{fired: make(chan struct{})}
 	fired := e.fired

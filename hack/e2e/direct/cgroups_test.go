@@ -257,9 +257,7 @@ func TestLauncherKilledBeforeStartByte(t *testing.T) {
 				time.Sleep(100 * time.Microsecond)
 			}
 			if waiting {
-				// It waits for its release on the Go runtime's poller, which its first
-				// non-blocking fd (the handshake pipe) creates.
-				for !hasEpoll(early) {
+				for !waitingForStart(early) {
 					if time.Now().After(deadline) {
 						t.Fatalf("monitor %d did not start waiting within 10 s", early)
 					}
@@ -291,6 +289,21 @@ func TestLauncherKilledBeforeStartByte(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitingForStart reports whether the monitor started before the start byte waits for it:
+// forked at the entry point, it waits in poll(2) for the start byte or its launcher's end
+// (docs/lifecycle.md §3.3); re-executed, for its release on the Go runtime's poller, which
+// its first non-blocking fd (the release pipe) creates.
+func waitingForStart(pid int) bool {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/syscall")
+	for _, task := range tasks {
+		data, _ := os.ReadFile(task)
+		if f := strings.Fields(string(data)); len(f) > 0 && (f[0] == strconv.Itoa(unix.SYS_POLL) || f[0] == strconv.Itoa(unix.SYS_PPOLL)) {
+			return true
+		}
+	}
+	return hasEpoll(pid)
 }
 
 // hasEpoll reports whether pid has an epoll instance open.

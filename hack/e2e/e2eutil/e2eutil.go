@@ -21,16 +21,17 @@ import (
 const RuncPath = "/usr/sbin/runc"
 
 // MonitorBinary returns the absolute path of the monitor under test: $CONMON_BINARY, or
-// ./cmd/conmon-go of the module at root built into dir.
+// the module at root built into dir by its Makefile (whose link flags give the binary its
+// entry point, docs/lifecycle.md §3.3).
 func MonitorBinary(root, dir string) (string, error) {
 	if bin := os.Getenv("CONMON_BINARY"); bin != "" {
 		return filepath.Abs(bin)
 	}
 	bin := filepath.Join(dir, "conmon-go")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/conmon-go")
+	cmd := exec.Command("make", "-s", "BIN="+bin, "build")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/conmon-go (set CONMON_BINARY to test another monitor): %v\n%s", err, out)
+		return "", fmt.Errorf("make build (set CONMON_BINARY to test another monitor): %v\n%s", err, out)
 	}
 	return bin, nil
 }

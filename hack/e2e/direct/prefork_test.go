@@ -1,0 +1,80 @@
+package direct
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+)
+
+// waitPidFile waits until the conmon pid file names pid.
+func waitPidFile(t *testing.T, path string, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for got, _ := readPidFile(path); got != pid; got, _ = readPidFile(path) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no conmon pid file naming %d within 10 s", pid)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// The launcher an engine starts never starts the Go runtime (docs/lifecycle.md §3.3): it
+// forks the monitor at its entry point and waits for the monitor's word with its one
+// thread. The monitor is that child, not a re-execution, and the launcher exits with the
+// status the monitor sends.
+func TestPreforkedMonitor(t *testing.T) {
+	setup(t)
+	requireConmonGo(t)
+	c := newContainer(t, bundleOpts{}, "true")
+	m := startMonitor(t, podmanStyle.spec(c))
+	launcher := m.cmd.Process.Pid
+	forked := waitChild(t, launcher)
+	waitPidFile(t, c.conmonPid, forked)
+	if tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(launcher) + "/task/*"); len(tasks) != 1 {
+		t.Errorf("launcher %d has %d threads while it waits, want 1 (no Go runtime)", launcher, len(tasks))
+	}
+	environ, err := os.ReadFile("/proc/" + strconv.Itoa(forked) + "/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(environ), "_CONMON_GO_") {
+		t.Errorf("monitor %d was re-executed (environment %q), want forked", forked, environ)
+	}
+	if pid := m.launch().mustInt(t, "data"); pid <= 0 {
+		t.Fatalf("create failed: pid %d", pid)
+	}
+	if monitorPid, err := readPidFile(c.conmonPid); err != nil || monitorPid != forked {
+		t.Errorf("conmon pid file names %d (%v), want the forked monitor %d", monitorPid, err, forked)
+	}
+	c.start()
+	e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty)
+}
+
+// A check that fails in the forked monitor reaches the engine as the launcher's: its
+// message on the launcher's stderr, exit status 1; nothing is left behind.
+func TestPreforkedMonitorInvalid(t *testing.T) {
+	setup(t)
+	requireConmonGo(t)
+	c := newContainer(t, bundleOpts{}, "true")
+	spec := podmanStyle.spec(c)
+	spec.args = setOption(t, spec.args, "-r", "/nonexistent/runc")
+	m := startMonitor(t, spec)
+	forked := waitChild(t, m.cmd.Process.Pid)
+	if code := m.wait(10 * time.Second); code != 1 {
+		t.Errorf("launcher exit status %d, want 1", code)
+	}
+	if !strings.Contains(m.stderr.String(), "/nonexistent/runc") {
+		t.Errorf("launcher stderr %q does not name the runtime", m.stderr.String())
+	}
+	if !e2eutil.WaitPidGone(forked, 5*time.Second) {
+		t.Errorf("forked monitor %d still running", forked)
+	}
+	if _, err := os.Stat(c.conmonPid); !os.IsNotExist(err) {
+		t.Errorf("conmon pid file: %v, want none", err)
+	}
+}
