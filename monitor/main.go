@@ -56,11 +56,11 @@ func Main(args []string) int {
 		os.Unsetenv(envTrampoline)
 		return trampolineMain(args, v == "1")
 	}
+	if preforkOwnMaxProcs == 1 {
+		os.Unsetenv("GOMAXPROCS") // preforkEntry's, not for the runtime or the exit command
+	}
 	signals := make(chan os.Signal, 32)
 	if forkedMonitor() {
-		if preforkOwnMaxProcs == 1 {
-			os.Unsetenv("GOMAXPROCS") // ours, not for the runtime or the exit command
-		}
 		status := launcherMain(args, signals)
 		tellLauncher(status)
 		return status

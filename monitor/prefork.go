@@ -46,13 +46,14 @@ const preforkFallback = 255
 // Written by preforkEntry before the Go runtime starts; read-only afterwards.
 var (
 	preforkMonitor int64 // 1 in the forked monitor
-	// 1 in a forked monitor whose GOMAXPROCS=1 preforkEntry added to the environment
+	// 1 in a monitor (forked, or --sync) whose GOMAXPROCS=1 preforkEntry added to the
+	// environment
 	preforkOwnMaxProcs int64
 	preforkStarted     int64    // 1 in a launcher whose forked monitor fell back
 	preforkSock        [2]int32 // launcher's end, monitor's end
 	preforkWord        [8]byte  // the launcher's read buffer
 	// address, length: the program's text, and its read-only data through the pc table,
-	// which preforkEntry mapped in the forked monitor (MADV_POPULATE_READ)
+	// which preforkEntry mapped in the monitor (MADV_POPULATE_READ)
 	prefaulted [4]uintptr
 )
 

@@ -77,7 +77,7 @@ no:
 // func preforkEntry()
 TEXT ·preforkEntry(SB),NOSPLIT|NOFRAME,$0-0
 	// R12 argc, R13 argv, R14 the envp cursor, R15 "start pipe seen", R8 "GOMAXPROCS
-	// set". (SYSCALL clobbers CX and R11.)
+	// set", R9 "--sync". (SYSCALL clobbers CX and R11.)
 	MOVQ	0(SP), R12
 	LEAQ	8(SP), R13
 	CMPQ	R12, $2
@@ -103,7 +103,8 @@ based:
 	CALL	hasPrefix<>(SB)
 	TESTQ	AX, AX
 	JNZ	start
-	MOVQ	$1, BX	// no argv[BX] begins with --sync
+	XORQ	R9, R9
+	MOVQ	$1, BX	// does an argv[BX] begin with --sync?
 args:
 	CMPQ	BX, R12
 	JGE	env
@@ -111,8 +112,7 @@ args:
 	LEAQ	syncArg<>(SB), DI
 	MOVQ	$6, CX
 	CALL	hasPrefix<>(SB)
-	TESTQ	AX, AX
-	JNZ	start
+	ORQ	AX, R9
 	INCQ	BX
 	JMP	args
 env:
@@ -141,6 +141,8 @@ envloop:
 	ADDQ	$8, R14
 	JMP	envloop
 envdone:
+	TESTQ	R9, R9	// --sync: the monitor, no fork
+	JNZ	prepare
 	TESTQ	R15, R15
 	JZ	start
 
@@ -219,9 +221,11 @@ monitor:
 	MOVQ	$SYS_close, AX
 	SYSCALL
 	MOVQ	$1, ·preforkMonitor(SB)
-	// Map the program's read-only pages in two calls instead of a page fault per 64 KiB
-	// as the runtime starts: faults are the bulk of a start-up's cost on a VM.
-	// The ranges are kept for releasePrefaulted.
+prepare:
+	// The process that is the monitor: the forked child, or the --sync monitor. Map the
+	// program's read-only pages in two calls instead of a page fault per 64 KiB as the
+	// runtime starts (faults are the bulk of a start-up's cost on a VM); the ranges are
+	// kept for releasePrefaulted.
 	LEAQ	runtime·text(SB), DI
 	ANDQ	$~4095, DI
 	LEAQ	runtime·etext(SB), SI

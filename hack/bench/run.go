@@ -444,7 +444,10 @@ func (e *env) podmanExec(r, target *run, pause time.Duration) (time.Duration, er
 	}
 	defer start.Close()
 	if m, err := readSync(attachEnd, 10*time.Second); err != nil || m.Data == nil || *m.Data != 0 {
-		return 0, fmt.Errorf("attach pipe: %+v %v%s", m, err, r.monitorOutput())
+		// After its release the monitor reports on the sync pipe only (its stderr is
+		// /dev/null): show that too.
+		sm, serr := readSync(syncEnd, time.Second)
+		return 0, fmt.Errorf("attach pipe: %+v %v; sync pipe: %+v %v%s", m, err, sm, serr, r.monitorOutput())
 	}
 	if _, err := start.Write([]byte{0}); err != nil {
 		return 0, fmt.Errorf("second start byte: %w", err)
