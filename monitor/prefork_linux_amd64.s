@@ -53,6 +53,18 @@ DATA ignore<>+16(SB)/8, $0
 DATA ignore<>+24(SB)/8, $0
 GLOBL ignore<>(SB), RODATA|NOPTR, $32
 
+// POPULATE maps [start, end) rounded out to pages, and records it at prefaulted+slot.
+#define POPULATE(start, end, slot) \
+	LEAQ	start, DI; \
+	ANDQ	$~4095, DI; \
+	LEAQ	end, SI; \
+	SUBQ	DI, SI; \
+	MOVQ	DI, ·prefaulted+slot(SB); \
+	MOVQ	SI, ·prefaulted+8+slot(SB); \
+	MOVQ	$MADV_POPULATE_READ, DX; \
+	MOVQ	$SYS_madvise, AX; \
+	SYSCALL
+
 // hasPrefix: SI string (NUL-terminated), DI literal, CX its length. AX = 1 when the string
 // begins with the literal; a literal that ends in NUL asks for the whole string. Clobbers
 // CX, DX, SI, DI.
@@ -226,24 +238,8 @@ prepare:
 	// program's read-only pages in two calls instead of a page fault per 64 KiB as the
 	// runtime starts (faults are the bulk of a start-up's cost on a VM); the ranges are
 	// kept for releasePrefaulted.
-	LEAQ	runtime·text(SB), DI
-	ANDQ	$~4095, DI
-	LEAQ	runtime·etext(SB), SI
-	SUBQ	DI, SI
-	MOVQ	DI, ·prefaulted+0(SB)
-	MOVQ	SI, ·prefaulted+8(SB)
-	MOVQ	$MADV_POPULATE_READ, DX
-	MOVQ	$SYS_madvise, AX
-	SYSCALL
-	LEAQ	runtime·rodata(SB), DI
-	ANDQ	$~4095, DI
-	LEAQ	runtime·epclntab(SB), SI
-	SUBQ	DI, SI
-	MOVQ	DI, ·prefaulted+16(SB)
-	MOVQ	SI, ·prefaulted+24(SB)
-	MOVQ	$MADV_POPULATE_READ, DX
-	MOVQ	$SYS_madvise, AX
-	SYSCALL
+	POPULATE(runtime·text(SB), runtime·etext(SB), 0)
+	POPULATE(runtime·rodata(SB), runtime·epclntab(SB), 16)
 	// One P, as a re-executed monitor gets it (§3): the runtime reads GOMAXPROCS from the
 	// environment on the stack, so unless the caller set it, "GOMAXPROCS=1" is added
 	// there. The words from argc to the last variable move down by one; the freed slot
