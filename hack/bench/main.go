@@ -64,7 +64,7 @@ type bench struct {
 	e       *env
 	mons    [2]*monitor // monitor under test, reference
 	rows    []row
-	idleRSS [2]float64 // from the idle figure, for the after-burst target
+	idleAnon [2]float64 // from the idle figure, for the after-burst target
 }
 
 func main() {
@@ -502,7 +502,6 @@ func (b *bench) idleFigure() error {
 	}
 	metrics := func(k int) (metric, metric) { return med(mem[0], errs[0], k), med(mem[1], errs[1], k) }
 	x, y := metrics(0)
-	b.idleRSS = [2]float64{x.v, y.v}
 	title := fmt.Sprintf("idle %s, %d containers each", "%s", idleCount)
 	// RSS is reported, not a target: it counts the binary's text, which every monitor on a
 	// node shares and the node pays once.
@@ -510,6 +509,7 @@ func (b *bench) idleFigure() error {
 	x, y = metrics(1)
 	b.compare(fmt.Sprintf(title, "PSS"), x, y, mb, atMost(1.2e6, "<= 1.2 MB"))
 	x, y = metrics(2)
+	b.idleAnon = [2]float64{x.v, y.v}
 	b.compare(fmt.Sprintf(title, "anonymous"), x, y, mb, atMost(0.85e6, "<= 0.85 MB"))
 	x, y = metrics(3)
 	b.compare(fmt.Sprintf(title, "threads"), x, y, count, atMost(5, "<= 5"))
@@ -611,7 +611,7 @@ func (b *bench) logFigure() error {
 	one := func(m *monitor) func() ([]float64, error) {
 		return func() ([]float64, error) {
 			x, err := b.burstSample(m, tpl, 120*time.Second)
-			return []float64{x.wall.Seconds(), x.cpu.Seconds(), float64(x.mem.RSS), x.records}, err
+			return []float64{x.wall.Seconds(), x.cpu.Seconds(), float64(x.mem.RSS), x.records, float64(x.mem.Anon)}, err
 		}
 	}
 	s, errs := interleave(logPairs, one(b.mons[0]), one(b.mons[1]))
@@ -628,11 +628,16 @@ func (b *bench) logFigure() error {
 		relative("<= 0.7x ref", func(a, r float64) bool { return a <= 0.7*r }))
 	b.compare(fmt.Sprintf(title, "monitor CPU total"), cx, cy, ms, nil)
 	rx, ry := col(2)
+	// RSS is reported; the target is on anonymous memory (the buffers): an idle monitor has
+	// let go of most of the binary's pages, which the burst maps again (docs/lifecycle.md
+	// §3.3), and those are shared by every monitor on a node.
+	b.compare(fmt.Sprintf(title, "RSS after the burst"), rx, ry, mb, nil)
+	ax, ay := col(4)
 	var g *goal // the limit needs the idle figure
-	if idle := b.idleRSS[0]; idle > 0 {
+	if idle := b.idleAnon[0]; idle > 0 {
 		g = atMost(idle+0.5e6, fmt.Sprintf("<= idle + 0.5 MB = %s", mb(idle+0.5e6)))
 	}
-	b.compare(fmt.Sprintf(title, "RSS after the burst"), rx, ry, mb, g)
+	b.compare(fmt.Sprintf(title, "anonymous after the burst"), ax, ay, mb, g)
 	nx, ny := col(3)
 	b.compare(fmt.Sprintf(title, fmt.Sprintf("records (%d lines)", logLines)), nx, ny, count, nil)
 	return nil
