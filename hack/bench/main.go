@@ -61,9 +61,9 @@ const (
 type row struct{ name, a, b, ratio, target, verdict string }
 
 type bench struct {
-	e       *env
-	mons    [2]*monitor // monitor under test, reference
-	rows    []row
+	e        *env
+	mons     [2]*monitor // monitor under test, reference
+	rows     []row
 	idleAnon [2]float64 // from the idle figure, for the after-burst target
 }
 
