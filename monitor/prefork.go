@@ -41,6 +41,11 @@ import (
 //	no argument begins with --sync        --sync has no second process
 //	_OCI_STARTPIPE=... is in the environment
 //	no variable begins with _CONMON_GO_   not one of the binary's own re-executions
+//
+// The process that becomes the monitor (the forked child, or a --sync monitor, which is not
+// forked) also gets its read-only pages mapped at once (prefaulted, given back later by
+// releasePrefaulted) and, unless the caller set GOMAXPROCS, GOMAXPROCS=1 in the environment
+// the runtime starts with (preforkOwnMaxProcs; Main removes it again).
 const preforkFallback = 255
 
 // Written by preforkEntry before the Go runtime starts; read-only afterwards.

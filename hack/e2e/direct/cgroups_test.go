@@ -236,8 +236,8 @@ func TestCgroupPlacementFallback(t *testing.T) {
 
 // The engine kills the launcher between the two starts (after the monitor was started,
 // before the start byte): the monitor exits at once and leaves no process and no file,
-// not even the conmon pid file the launcher wrote for it, whether it was still starting
-// or already waiting for its release.
+// not even the conmon pid file written for it, whether it was still starting or already
+// waiting for the start byte (or its release).
 func TestLauncherKilledBeforeStartByte(t *testing.T) {
 	setup(t)
 	requireConmonGo(t)
@@ -247,8 +247,10 @@ func TestLauncherKilledBeforeStartByte(t *testing.T) {
 			c := newContainer(t, bundleOpts{}, "true")
 			m := startMonitor(t, podmanStyle.spec(c))
 			early := waitChild(t, m.cmd.Process.Pid)
-			// The launcher writes the pid file as soon as the monitor runs; the monitor
-			// then needs about as long again to start.
+			// The pid file names the monitor once it is started: written by the monitor
+			// forked at the entry point once its checks passed (docs/lifecycle.md §3.3), or
+			// by a re-executing launcher as soon as the monitor runs, which then needs
+			// about as long again to start.
 			deadline := time.Now().Add(10 * time.Second)
 			for pid, _ := readPidFile(c.conmonPid); pid != early; pid, _ = readPidFile(c.conmonPid) {
 				if time.Now().After(deadline) {
