@@ -26,12 +26,20 @@ func waitPidFile(t *testing.T, path string, pid int) {
 // The launcher an engine starts never starts the Go runtime (docs/lifecycle.md §3.3): it
 // forks the monitor at its entry point and waits for the monitor's word with its one
 // thread. The monitor is that child, not a re-execution, and the launcher exits with the
-// status the monitor sends.
+// status the monitor sends. The GOMAXPROCS=1 the entry point gave the monitor's runtime
+// does not reach the runtime it starts.
 func TestPreforkedMonitor(t *testing.T) {
 	setup(t)
 	requireConmonGo(t)
 	c := newContainer(t, bundleOpts{}, "true")
-	m := startMonitor(t, podmanStyle.spec(c))
+	runtime, record := filepath.Join(c.dir, "runtime"), filepath.Join(c.dir, "runtime.env")
+	script := "#!/bin/sh\nenv >" + record + "\nexec " + runcPath + " \"$@\"\n"
+	if err := os.WriteFile(runtime, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spec := podmanStyle.spec(c)
+	spec.args = setOption(t, spec.args, "-r", runtime)
+	m := startMonitor(t, spec)
 	launcher := m.cmd.Process.Pid
 	forked := waitChild(t, launcher)
 	waitPidFile(t, c.conmonPid, forked)
@@ -50,6 +58,9 @@ func TestPreforkedMonitor(t *testing.T) {
 	}
 	if monitorPid, err := readPidFile(c.conmonPid); err != nil || monitorPid != forked {
 		t.Errorf("conmon pid file names %d (%v), want the forked monitor %d", monitorPid, err, forked)
+	}
+	if env, err := os.ReadFile(record); err != nil || strings.Contains(string(env), "GOMAXPROCS") {
+		t.Errorf("runtime environment %q (%v), want it read and without GOMAXPROCS", env, err)
 	}
 	c.start()
 	e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty)
