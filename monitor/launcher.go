@@ -152,7 +152,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 		if err == nil {
 			return early.release(opts.ConmonPidfile, log)
 		}
-		log.Debugf("monitor started before the start byte cannot join the cgroups, starting another: %v", err)
+		logJoinFallback(log, err)
 		early.kill()
 	}
 	d, err := startDaemon(args, opts.Logs.Passthrough, -1)
@@ -218,4 +218,10 @@ func readStartPipe(fd int) error {
 		}
 		return err
 	}
+}
+
+// logJoinFallback says that the monitor started before the start byte could not be moved
+// into the engine's cgroups and that another one is started (docs/lifecycle.md §3.2, §3.3).
+func logJoinFallback(log *diag.Printer, err error) {
+	log.Debugf("monitor started before the start byte cannot join the cgroups, starting another: %v", err)
 }

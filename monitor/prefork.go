@@ -113,11 +113,6 @@ func awaitStart(startFD int) (bool, error) {
 	}
 }
 
-// joinLauncher moves this process into the launcher's cgroups (§3.1, the other way round).
-func joinLauncher() error {
-	return cgroups.Join(os.Getpid(), os.Getppid())
-}
-
 // runForked is L5–L7 (docs/lifecycle.md §2) in the monitor forked at the entry point, once
 // the launcher's checks have passed; it then runs as the monitor and returns its status.
 func runForked(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syncFD, startFD, attachFD int) int {
@@ -148,8 +143,9 @@ func runForked(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syn
 		unix.Close(startFD)
 		startFD = -1
 	}
-	if err := joinLauncher(); err != nil {
-		log.Debugf("monitor started before the start byte cannot join the cgroups, starting another: %v", err)
+	// §3.1 the other way round: the monitor moves itself into its parent's cgroups.
+	if err := cgroups.Join(os.Getpid(), os.Getppid()); err != nil {
+		logJoinFallback(log, err)
 		removePidFile()
 		tellLauncher(preforkFallback)
 		return 1

@@ -83,12 +83,12 @@ func checkPlaced(t *testing.T, c *container, p *e2eutil.Placement, monitorPid in
 	}
 }
 
-// recordingRuntime is a runtime that writes its /proc/self/cgroup to record and then
-// becomes runc.
-func recordingRuntime(t *testing.T, dir string) (runtime, record string) {
+// recordingRuntime is a runtime that writes the output of command (a shell command line)
+// to record and then becomes runc.
+func recordingRuntime(t *testing.T, dir, command string) (runtime, record string) {
 	t.Helper()
-	runtime, record = filepath.Join(dir, "runtime"), filepath.Join(dir, "runtime.cgroup")
-	script := "#!/bin/sh\ncat /proc/self/cgroup >" + record + "\nexec " + runcPath + " \"$@\"\n"
+	runtime, record = filepath.Join(dir, "runtime"), filepath.Join(dir, "runtime.record")
+	script := "#!/bin/sh\n" + command + " >" + record + "\nexec " + runcPath + " \"$@\"\n"
 	if err := os.WriteFile(runtime, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestCgroupPlacementEngineStyles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newContainer(t, bundleOpts{}, "true")
-			runtime, record := recordingRuntime(t, c.dir)
+			runtime, record := recordingRuntime(t, c.dir, "cat /proc/self/cgroup")
 			p := makePlacement(t, strings.ReplaceAll(tc.rel, "%s", c.id), tc.choose)
 			spec := tc.style.spec(c)
 			spec.args = setOption(t, spec.args, "-r", runtime)
@@ -203,7 +203,7 @@ func TestCgroupPlacementFallback(t *testing.T) {
 		t.Skip("needs a cgroup v1 name=systemd hierarchy to hide from the launcher")
 	}
 	c := newContainer(t, bundleOpts{}, "true")
-	runtime, record := recordingRuntime(t, c.dir)
+	runtime, record := recordingRuntime(t, c.dir, "cat /proc/self/cgroup")
 	p := makePlacement(t, "libpod_parent/conmon", everyHierarchy)
 	spec := podmanStyle.spec(c)
 	spec.args = setOption(t, setOption(t, spec.args, "-r", runtime), "--log-level", "debug")

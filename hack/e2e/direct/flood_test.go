@@ -45,13 +45,14 @@ func floodBytes(t *testing.T) int64 {
 	return n << shift
 }
 
-// anonKB reads RssAnon of pid; false once the process is gone.
-func anonKB(pid int) (int, bool) {
+// statusKB reads a "<key> <n> kB" line of /proc/<pid>/status; false once the process is
+// gone.
+func statusKB(pid int, key string) (int, bool) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return 0, false
 	}
-	_, rest, ok := strings.Cut(string(data), "RssAnon:")
+	_, rest, ok := strings.Cut(string(data), key)
 	if !ok {
 		return 0, false
 	}
@@ -62,6 +63,9 @@ func anonKB(pid int) (int, bool) {
 	n, err := strconv.Atoi(f[0])
 	return n, err == nil
 }
+
+// anonKB reads RssAnon of pid; false once the process is gone.
+func anonKB(pid int) (int, bool) { return statusKB(pid, "RssAnon:") }
 
 // anonWatch samples the anonymous memory of pid every 5 ms from now on (a measurement, not a
 // synchronisation) and reports the largest sample when stopped.
