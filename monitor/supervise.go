@@ -31,10 +31,11 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	m.pidfd = pidfd
 	m.mu.Unlock()
 
-	// Watch for OOM kills before the pid is reported: the engine starts the container as
-	// soon as it has the pid, and a kill before the watch exists would go unseen.
+	// The engine starts the container as soon as it has the pid: the OOM kill counters
+	// are read before it is reported, and a kill counted after that is reported once the
+	// watch is registered (off the create path, below).
 	if opts.PersistDir != "" || (opts.Bundle != "" && !opts.Exec) {
-		if w, err := oom.Watch(pid, m.markOOM, m.log); err != nil {
+		if w, err := oom.Prepare(pid, m.markOOM, m.log); err != nil {
 			m.log.Debugf("OOM monitoring disabled: %v", err)
 		} else {
 			m.oomw = w
@@ -48,6 +49,11 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	m.exited = exited
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
+	}
+	if m.oomw != nil {
+		if err := m.oomw.Start(); err != nil {
+			m.log.Debugf("OOM monitoring disabled: %v", err)
+		}
 	}
 	releaseRuntimeThread()
 	// Spare threads go once the pid is out (off the create path): before the pumps start

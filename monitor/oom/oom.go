@@ -50,6 +50,9 @@ type Watcher struct {
 	last    counters
 	readBuf []byte
 
+	cgroup string // the cgroup's directory; "" when there is nothing to watch
+	v2     bool
+
 	closing   atomic.Bool // set before f.Close, so the loop ends quietly
 	closeOnce sync.Once
 	failed    atomic.Bool // the watch panicked: Final does nothing (docs/lifecycle.md §13.1)
@@ -58,20 +61,31 @@ type Watcher struct {
 // fail switches the watch off after a panic; mu may still be held.
 func (w *Watcher) fail() { w.failed.Store(true) }
 
-// Watch starts watching the memory cgroup of pid; onOOM is called (from the
-// watcher's goroutine or from Final) each time a new OOM kill is seen.
-// Missing cgroup support is not an error: the Watcher then watches nothing.
+// Watch is Prepare and Start at once.
 func Watch(pid int, onOOM func(), log diag.Logger) (*Watcher, error) {
+	w, err := Prepare(pid, onOOM, log)
+	if err != nil {
+		return nil, err
+	}
+	return w, w.Start()
+}
+
+// Prepare finds the memory cgroup of pid and reads its OOM kill counters, without
+// watching yet; onOOM is called (from the watcher's goroutine, from Start or from Final)
+// each time a new OOM kill is seen. A kill between Prepare and Start is reported by
+// Start, so the registration can wait until the pid is reported. Missing cgroup support
+// is not an error: the Watcher then watches nothing.
+func Prepare(pid int, onOOM func(), log diag.Logger) (*Watcher, error) {
 	cfg := config{procRoot: "/proc", cgroupRoot: "/sys/fs/cgroup"}
 	var st unix.Statfs_t
 	if err := unix.Statfs(cfg.cgroupRoot, &st); err != nil {
 		return nil, &os.PathError{Op: "statfs", Path: cfg.cgroupRoot, Err: err}
 	}
 	cfg.v2 = st.Type == unix.CGROUP2_SUPER_MAGIC
-	return watch(pid, onOOM, log, cfg)
+	return prepare(pid, onOOM, log, cfg)
 }
 
-func watch(pid int, onOOM func(), log diag.Logger, cfg config) (*Watcher, error) {
+func prepare(pid int, onOOM func(), log diag.Logger, cfg config) (*Watcher, error) {
 	if log == nil {
 		log = diag.Discard
 	}
@@ -80,19 +94,32 @@ func watch(pid int, onOOM func(), log diag.Logger, cfg config) (*Watcher, error)
 	if err != nil {
 		return nil, fmt.Errorf("read cgroup of pid %d: %w", pid, err)
 	}
-	w := &Watcher{onOOM: onOOM, log: log, done: make(chan struct{})}
+	w := &Watcher{onOOM: onOOM, log: log, done: make(chan struct{}), v2: cfg.v2}
 	if cfg.v2 {
 		path, ok := v2Path(data)
 		if !ok {
 			return nil, fmt.Errorf("no cgroup v2 entry (0::) in %s", procFile)
 		}
-		return w, w.setupV2(cfg.cgroupRoot + path)
+		w.prepareV2(cfg.cgroupRoot + path)
+		return w, nil
 	}
 	dir, ok := v1Path(data)
 	if !ok {
 		return nil, fmt.Errorf("no memory controller entry in %s", procFile)
 	}
-	return w, w.setupV1(cfg.cgroupRoot + "/" + dir)
+	w.prepareV1(cfg.cgroupRoot + "/" + dir)
+	return w, nil
+}
+
+// Start watches the cgroup found by Prepare, then reports a kill counted since Prepare.
+func (w *Watcher) Start() error {
+	if w.cgroup == "" {
+		return nil
+	}
+	if w.v2 {
+		return w.startV2()
+	}
+	return w.startV1()
 }
 
 // v2Path returns the path of the "0::" line of /proc/<pid>/cgroup (not the
@@ -125,8 +152,19 @@ func v1Path(data []byte) (string, bool) {
 
 // ---- cgroup v1 ----
 
-func (w *Watcher) setupV1(cg string) error {
+// prepareV1 reads the baseline: Linux ≥ 4.13 counts kills in oom_control, which lets
+// Start and Final see a kill that happened before the eventfd was registered (an exec or a
+// restored process runs before its pid is known). Older kernels have only the eventfd.
+func (w *Watcher) prepareV1(cg string) {
+	w.cgroup = cg
 	ctlPath := cg + "/memory.oom_control"
+	if n, ok := readOOMKills(ctlPath); ok {
+		w.oomControl, w.v1Kills = ctlPath, n
+	}
+}
+
+func (w *Watcher) startV1() error {
+	ctlPath := w.cgroup + "/memory.oom_control"
 	ctl, err := unix.Open(ctlPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: ctlPath, Err: err}
@@ -138,13 +176,7 @@ func (w *Watcher) setupV1(cg string) error {
 		return os.NewSyscallError("eventfd", err)
 	}
 	f := os.NewFile(uintptr(efd), "oom eventfd")
-	w.eventControl = cg + "/cgroup.event_control"
-	// Linux ≥ 4.13 counts kills in oom_control: a baseline lets Final see a kill that
-	// happened before the eventfd was registered (an exec or a restored process runs
-	// before its pid is known).
-	if n, ok := readOOMKills(ctlPath); ok {
-		w.oomControl, w.v1Kills = ctlPath, n
-	}
+	w.eventControl = w.cgroup + "/cgroup.event_control"
 	reg := strconv.Itoa(efd) + " " + strconv.Itoa(ctl)
 	if err := os.WriteFile(w.eventControl, []byte(reg), 0); err != nil {
 		// PREEMPT_RT kernels disable the interface: a warning, not a failure.
@@ -153,7 +185,21 @@ func (w *Watcher) setupV1(cg string) error {
 		return nil
 	}
 	w.start(f, w.readEventfd)
+	w.checkV1Counter()
 	return nil
+}
+
+// checkV1Counter reports a kill the oom_kill counter shows and no report covered yet.
+func (w *Watcher) checkV1Counter() {
+	if w.oomControl == "" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n, ok := readOOMKills(w.oomControl); ok && n > w.v1Kills {
+		w.v1Kills = n
+		w.report()
+	}
 }
 
 // readEventfd reads the eventfd once; it reports whether the watch is over.
@@ -182,14 +228,20 @@ func (w *Watcher) readEventfd(fd int) (stop bool, err error) {
 
 type counters struct{ oom, oomKill uint64 }
 
-func (w *Watcher) setupV2(cg string) error {
+// prepareV2 reads the baseline of memory.events.
+func (w *Watcher) prepareV2(cg string) {
 	w.events = cg + "/memory.events"
 	w.readBuf = make([]byte, 4096)
 	var ok bool
 	if w.last, ok = w.readEvents(counters{}); !ok {
 		w.log.Debugf("%s not readable: no OOM monitoring", w.events)
-		return nil
+		return
 	}
+	w.cgroup = cg
+}
+
+func (w *Watcher) startV2() error {
+	cg := w.cgroup
 	ifd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return os.NewSyscallError("inotify_init1", err)
@@ -205,6 +257,7 @@ func (w *Watcher) setupV2(cg string) error {
 		w.log.Debugf("cannot watch %s/cgroup.events: %v", cg, err)
 	}
 	w.start(f, w.readInotify)
+	w.checkV2()
 	return nil
 }
 
@@ -343,14 +396,7 @@ func (w *Watcher) Final() {
 	_ = w.rc.Control(func(fd uintptr) {
 		w.readEventfd(int(fd))
 	})
-	if w.oomControl != "" {
-		if n, ok := readOOMKills(w.oomControl); ok && n > w.v1Kills {
-			w.mu.Lock()
-			w.v1Kills = n
-			w.report()
-			w.mu.Unlock()
-		}
-	}
+	w.checkV1Counter()
 }
 
 // readOOMKills returns the oom_kill counter of a v1 memory.oom_control file:

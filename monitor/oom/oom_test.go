@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
 // chanLogger forwards debug messages so tests can wait for a decision.
@@ -55,6 +57,16 @@ func expectOOM(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
+// expectReported fails unless a report is already there.
+func expectReported(t *testing.T, ch <-chan struct{}, failure string) {
+	t.Helper()
+	select {
+	case <-ch:
+	default:
+		t.Fatal(failure)
+	}
+}
+
 func expectNone(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -92,11 +104,20 @@ func events(max, oom, kill int) string {
 		"\noom_kill " + strconv.Itoa(kill) + "\noom_group_kill 0\n"
 }
 
+// watchConfig is Watch on the layout cfg describes.
+func watchConfig(pid int, onOOM func(), log diag.Logger, cfg config) (*Watcher, error) {
+	w, err := prepare(pid, onOOM, log, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return w, w.Start()
+}
+
 func TestV2FakeCgroupfs(t *testing.T) {
 	// Earlier OOM kills in the cgroup (an exec joining it) are the baseline.
 	cfg, cg := fakeCgroupfs(t, events(3, 2, 1))
 	ch := make(chan struct{}, 8)
-	w, err := watch(123, func() { ch <- struct{}{} }, newLogger(t), cfg)
+	w, err := watchConfig(123, func() { ch <- struct{}{} }, newLogger(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,10 +158,29 @@ func TestV2FakeCgroupfs(t *testing.T) {
 	w.Close()
 }
 
+// A kill between Prepare and Start (while the pid is being reported) is reported by Start.
+func TestV2KillBeforeStart(t *testing.T) {
+	cfg, cg := fakeCgroupfs(t, events(0, 0, 0))
+	ch := make(chan struct{}, 8)
+	w, err := prepare(123, func() { ch <- struct{}{} }, newLogger(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeFile(t, cg+"/memory.events", events(1, 1, 1))
+	expectNone(t, ch, "not watching before Start")
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	expectReported(t, ch, "Start did not report the kill counted since Prepare")
+	w.Final()
+	expectNone(t, ch, "the kill was reported once")
+}
+
 func TestV2FakeCgroupfsFinalRead(t *testing.T) {
 	cfg, cg := fakeCgroupfs(t, events(0, 0, 0))
 	n := 0
-	w, err := watch(123, func() { n++ }, nil, cfg)
+	w, err := watchConfig(123, func() { n++ }, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +197,7 @@ func TestV2FakeCgroupfsFinalRead(t *testing.T) {
 func TestV2FakeCgroupfsNoMemoryEvents(t *testing.T) {
 	cfg, _ := fakeCgroupfs(t, "")
 	log := newLogger(t)
-	w, err := watch(123, func() { t.Error("OOM reported without memory.events") }, log, cfg)
+	w, err := watchConfig(123, func() { t.Error("OOM reported without memory.events") }, log, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +215,7 @@ func TestV2FakeCgroupfsNoMemoryEvents(t *testing.T) {
 
 func TestMissingProcess(t *testing.T) {
 	cfg, _ := fakeCgroupfs(t, events(0, 0, 0))
-	if _, err := watch(99999999, nil, nil, cfg); err == nil {
+	if _, err := watchConfig(99999999, nil, nil, cfg); err == nil {
 		t.Fatal("watch of a missing pid succeeded")
 	}
 }
@@ -272,25 +312,51 @@ func startInCgroup(t *testing.T, cg, cmd string) (*exec.Cmd, *os.File) {
 	return c, w
 }
 
-func TestV1RealOOMKill(t *testing.T) {
-	cg := memoryCgroupV1(t)
+// preparedOOMKiller starts, in a fresh v1 memory cgroup, a dd that waits for a line on
+// stdin and then fills a 64 MiB buffer from /dev/zero, far past the cgroup's 16 MiB
+// limit, and prepares a watch of it whose reports arrive on the channel.
+func preparedOOMKiller(t *testing.T) (cg string, dd *exec.Cmd, stdin *os.File, w *Watcher, reports chan struct{}) {
+	cg = memoryCgroupV1(t)
 	bb, _ := exec.LookPath("busybox")
-	// dd's 64 MiB buffer is filled from /dev/zero: far past the 16 MiB limit.
-	c, stdin := startInCgroup(t, cg, bb+" dd if=/dev/zero of=/dev/null bs=64M count=1")
-	ch := make(chan struct{}, 8)
-	w, err := Watch(c.Process.Pid, func() { ch <- struct{}{} }, newLogger(t))
+	dd, stdin = startInCgroup(t, cg, bb+" dd if=/dev/zero of=/dev/null bs=64M count=1")
+	reports = make(chan struct{}, 8)
+	w, err := Prepare(dd.Process.Pid, func() { reports <- struct{}{} }, newLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	t.Cleanup(w.Close)
+	return cg, dd, stdin, w, reports
+}
+
+func TestV1RealOOMKill(t *testing.T) {
+	cg, dd, stdin, w, reports := preparedOOMKiller(t)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
 	if w.eventControl != cg+"/cgroup.event_control" {
 		t.Fatalf("watching %q", w.eventControl)
 	}
 	stdin.Write([]byte("\n"))
-	expectOOM(t, ch, "dd past memory.limit_in_bytes")
-	if err := c.Wait(); err == nil {
+	expectOOM(t, reports, "dd past memory.limit_in_bytes")
+	if err := dd.Wait(); err == nil {
 		t.Fatal("dd survived its OOM")
 	}
+}
+
+func TestV1RealKillBeforeStart(t *testing.T) {
+	_, dd, stdin, w, reports := preparedOOMKiller(t)
+	if w.oomControl == "" {
+		t.Skip("this kernel's memory.oom_control has no oom_kill counter")
+	}
+	stdin.Write([]byte("\n"))
+	if err := dd.Wait(); err == nil {
+		t.Fatal("dd survived its OOM")
+	}
+	expectNone(t, reports, "not watching before Start")
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	expectReported(t, reports, "Start did not report the kill counted since Prepare")
 }
 
 func TestV1RealRemovalIsNotOOM(t *testing.T) {
