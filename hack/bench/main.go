@@ -2,9 +2,9 @@
 // (`make bench`): create latency, idle footprint, log throughput (k8s-file and journald),
 // exec-sync cost, podman's detached exec, one long line and attach throughput, driven
 // through conmon's CLI and fds as CRI-O (podman for the detached exec) does. Runs are
-// interleaved (monitor, reference, monitor, ...) so machine noise hits both; each figure
-// prints medians, the ratio monitor/reference and, where docs/differences.md §6 sets one,
-// its target.
+// interleaved (each round runs every participant once, in a shuffled order) so machine
+// noise hits both; each figure prints medians, the ratio monitor/reference and, where
+// docs/differences.md §6 sets one, its target.
 //
 //	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,journald]
 package main
@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -216,15 +217,18 @@ func printHeader(mons [2]*monitor, runc string) {
 	fmt.Println()
 }
 
-// interleave runs each participant n times in turn (A B A B ...), rotating who goes first
-// each round so that no one always follows the same predecessor's cleanup. Each run returns
+// interleave runs each participant n times, once per round, in an order shuffled anew each
+// round (with a fixed seed, so that runs are comparable): machine noise hits all of them,
+// and none always follows the same predecessor, whose clean-up (namespaces, cgroups, the
+// monitor's exit) the kernel finishes asynchronously while the next one runs. Rotating the
+// order instead would keep each one's predecessor the same in most rounds. Each run returns
 // one sample (a few metrics). A participant that fails is not run again in this figure.
 func interleave(n int, fns ...func() ([]float64, error)) ([][][]float64, []error) {
 	samples := make([][][]float64, len(fns))
 	errs := make([]error, len(fns))
+	order := rand.New(rand.NewPCG(1, uint64(len(fns))))
 	for i := 0; i < n; i++ {
-		for k := range fns {
-			j := (i + k) % len(fns)
+		for _, j := range order.Perm(len(fns)) {
 			if errs[j] != nil {
 				continue
 			}
