@@ -76,8 +76,10 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	}
 	m.gone = watchExit(pid, pidfd, pidfdErr, m.log)
 	if retire {
-		retireSpareThreads()
+		// Unmapping takes long enough for the runtime to hand the P to another thread,
+		// which it may start: first, so that the retirement ends such a thread too.
 		releasePrefaulted()
+		retireSpareThreads()
 	}
 	status, timedOut := m.awaitExit(pid, timeout)
 	m.mu.Lock()
