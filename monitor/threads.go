@@ -19,10 +19,8 @@ const idleThreads = 5
 // the thread of a goroutine that exits while locked to it; setup's blocking calls and the
 // runtime-start thread leave one or two spares. A retirement gains only when
 // an idle thread can take over; otherwise Go starts a new one, hence the bound. The main
-// thread is never retired: Go parks it for good instead of ending it, so it could no
-// longer run goroutines and another thread would (before this check, and before the unmapping
-// moved ahead of the last retirement, about one idle monitor in 30 kept 7 threads in
-// TestIdleMonitorBudget; none in 100 since).
+// thread is never retired: Go parks it for good instead of ending it, and another thread
+// would then have to run the goroutines.
 func retireSpareThreads() {
 	for range 3 {
 		if n, err := threadCount(); err != nil || n <= idleThreads {
