@@ -43,15 +43,14 @@ type Watcher struct {
 	// v1
 	eventControl string // <cg>/cgroup.event_control, to tell removal from OOM
 	oomControl   string // <cg>/memory.oom_control, "" if it has no oom_kill counter
-	v1Kills      uint64 // its oom_kill counter when the watch started
+	v1Kills      uint64 // its oom_kill counter at Prepare, then at the last report
 
 	// v2
-	events  string // <cg>/memory.events
+	events  string // <cg>/memory.events; set on v2 only
 	last    counters
 	readBuf []byte
 
 	cgroup string // the cgroup's directory; "" when there is nothing to watch
-	v2     bool
 
 	closing   atomic.Bool // set before f.Close, so the loop ends quietly
 	closeOnce sync.Once
@@ -60,15 +59,6 @@ type Watcher struct {
 
 // fail switches the watch off after a panic; mu may still be held.
 func (w *Watcher) fail() { w.failed.Store(true) }
-
-// Watch is Prepare and Start at once.
-func Watch(pid int, onOOM func(), log diag.Logger) (*Watcher, error) {
-	w, err := Prepare(pid, onOOM, log)
-	if err != nil {
-		return nil, err
-	}
-	return w, w.Start()
-}
 
 // Prepare finds the memory cgroup of pid and reads its OOM kill counters, without
 // watching yet; onOOM is called (from the watcher's goroutine, from Start or from Final)
@@ -94,7 +84,7 @@ func prepare(pid int, onOOM func(), log diag.Logger, cfg config) (*Watcher, erro
 	if err != nil {
 		return nil, fmt.Errorf("read cgroup of pid %d: %w", pid, err)
 	}
-	w := &Watcher{onOOM: onOOM, log: log, done: make(chan struct{}), v2: cfg.v2}
+	w := &Watcher{onOOM: onOOM, log: log, done: make(chan struct{})}
 	if cfg.v2 {
 		path, ok := v2Path(data)
 		if !ok {
@@ -116,7 +106,7 @@ func (w *Watcher) Start() error {
 	if w.cgroup == "" {
 		return nil
 	}
-	if w.v2 {
+	if w.events != "" {
 		return w.startV2()
 	}
 	return w.startV1()

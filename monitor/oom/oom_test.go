@@ -104,7 +104,7 @@ func events(max, oom, kill int) string {
 		"\noom_kill " + strconv.Itoa(kill) + "\noom_group_kill 0\n"
 }
 
-// watchConfig is Watch on the layout cfg describes.
+// watchConfig is prepare and Start on the layout cfg describes.
 func watchConfig(pid int, onOOM func(), log diag.Logger, cfg config) (*Watcher, error) {
 	w, err := prepare(pid, onOOM, log, cfg)
 	if err != nil {
@@ -364,8 +364,11 @@ func TestV1RealRemovalIsNotOOM(t *testing.T) {
 	bb, _ := exec.LookPath("busybox")
 	c, stdin := startInCgroup(t, cg, bb+" true")
 	log := newLogger(t)
-	w, err := Watch(c.Process.Pid, func() { t.Error("cgroup removal reported as OOM") }, log)
+	w, err := Prepare(c.Process.Pid, func() { t.Error("cgroup removal reported as OOM") }, log)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
