@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -57,35 +56,6 @@ func TestReaperCachesEarlyExits(t *testing.T) {
 	}
 	if len(r.cache) > maxCachedStatuses {
 		t.Fatalf("cache holds %d statuses", len(r.cache))
-	}
-}
-
-// SIGCHLD is caught only once the runtime has been forked: a child that ended before that
-// is reaped by catchReapSignals itself, or its status would wait for the next SIGCHLD.
-func TestCatchReapSignalsReapsEarlyExit(t *testing.T) {
-	m := &monitor{reaper: newReaper(), signals: make(chan os.Signal, 32)}
-	defer signal.Stop(m.signals)
-	pidfd := -1
-	pid, err := syscall.ForkExec("/bin/sh", []string{"sh", "-c", "exit 7"},
-		&syscall.ProcAttr{Sys: &syscall.SysProcAttr{PidFD: &pidfd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(pidfd)
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	for { // readable once the child has exited
-		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
-			break
-		}
-	}
-	m.catchReapSignals()
-	select {
-	case ws := <-m.reaper.wait(pid):
-		if got := statusCode(ws); got != 7 {
-			t.Fatalf("status %d, want 7", got)
-		}
-	default:
-		t.Fatal("the child that exited before the catch was not reaped")
 	}
 }
 

@@ -101,7 +101,6 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.mu.Lock()
 	m.runtimePid = rt.pid
 	m.mu.Unlock()
-	m.catchReapSignals()
 	done := make(chan unix.WaitStatus, 1)
 	go func() {
 		// After a panic here the runtime counts as failed: the monitor's path goes on.

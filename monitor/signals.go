@@ -15,12 +15,10 @@ import (
 // handler of its own, so children get the default action. Each signal.Notify is a round
 // trip between two threads, and the first also starts three threads: an early monitor
 // does it while it waits for its release (monitor.catchSignals).
-var handledSignals = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP, unix.SIGPIPE}
-
-// reapSignals ask for a reap. Go drops them while they are not caught, and the monitor has
-// no child before the runtime: they are caught once the runtime has been forked, while it
-// works, so their round trips stay off the create path (catchReapSignals).
-var reapSignals = []os.Signal{unix.SIGCHLD, unix.SIGUSR1}
+var handledSignals = []os.Signal{
+	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
+	unix.SIGUSR1, unix.SIGCHLD, unix.SIGPIPE,
+}
 
 // The launcher that daemonises only needs SIGTERM, SIGINT and SIGQUIT to end it with
 // status 1; it ignores SIGHUP and SIGPIPE outright, once the monitor that starts before
@@ -39,13 +37,6 @@ var (
 // costs os/signal's start (round trips to other threads). Done again, it is cheap.
 func (m *monitor) catchSignals() {
 	signal.Notify(m.signals, handledSignals...)
-}
-
-// catchReapSignals catches reapSignals once the runtime has been forked, then reaps once
-// for a child that ended before they were caught.
-func (m *monitor) catchReapSignals() {
-	signal.Notify(m.signals, reapSignals...)
-	m.reaper.reap()
 }
 
 // killGroup is the -T action (docs/lifecycle.md §15): SIGKILL to the process group, never to
