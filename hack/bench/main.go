@@ -217,18 +217,24 @@ func printHeader(mons [2]*monitor, runc string) {
 	fmt.Println()
 }
 
-// interleave runs each participant n times, once per round, in an order shuffled anew each
-// round (with a fixed seed, so that runs are comparable): machine noise hits all of them,
-// and none always follows the same predecessor, whose clean-up (namespaces, cgroups, the
-// monitor's exit) the kernel finishes asynchronously while the next one runs. Rotating the
-// order instead would keep each one's predecessor the same in most rounds. Each run returns
-// one sample (a few metrics). A participant that fails is not run again in this figure.
+// interleave runs each participant n times, once per round, so that machine noise hits
+// all of them alike. The kernel finishes a run's clean-up (namespaces, cgroups, the
+// monitor's exit) while the next one runs, so a participant's figure depends on which one
+// ran before it: the rounds follow a Williams design (williams), in which each participant
+// directly precedes each other one equally often, its rows in an order shuffled anew (with
+// a fixed seed) for every pass through them. Each run returns one sample (a few metrics).
+// A participant that fails is not run again in this figure.
 func interleave(n int, fns ...func() ([]float64, error)) ([][][]float64, []error) {
 	samples := make([][][]float64, len(fns))
 	errs := make([]error, len(fns))
-	order := rand.New(rand.NewPCG(1, uint64(len(fns))))
+	rows := williams(len(fns))
+	rng := rand.New(rand.NewPCG(1, uint64(len(fns))))
+	var pass []int
 	for i := 0; i < n; i++ {
-		for _, j := range order.Perm(len(fns)) {
+		if i%len(rows) == 0 {
+			pass = rng.Perm(len(rows))
+		}
+		for _, j := range rows[pass[i%len(rows)]] {
 			if errs[j] != nil {
 				continue
 			}
@@ -241,6 +247,37 @@ func interleave(n int, fns ...func() ([]float64, error)) ([][][]float64, []error
 		}
 	}
 	return samples, errs
+}
+
+// williams returns the orders of a Williams design for k participants: rows of a Latin
+// square (two of them for an odd k) in which every participant directly precedes every
+// other one equally often. The first row is 0, 1, k-1, 2, k-2, ...; row i adds i to each
+// entry (mod k); for an odd k the reversed rows follow.
+func williams(k int) [][]int {
+	first := make([]int, k)
+	for j := 1; j < k; j++ {
+		if j%2 == 1 {
+			first[j] = (j + 1) / 2
+		} else {
+			first[j] = k - j/2
+		}
+	}
+	var rows [][]int
+	for i := range k {
+		row := make([]int, k)
+		for j, v := range first {
+			row[j] = (v + i) % k
+		}
+		rows = append(rows, row)
+	}
+	if k%2 == 1 {
+		for i := range k {
+			rev := slices.Clone(rows[i])
+			slices.Reverse(rev)
+			rows = append(rows, rev)
+		}
+	}
+	return rows
 }
 
 func guardSample(fn func() ([]float64, error)) (s []float64, err error) {
@@ -387,7 +424,8 @@ func (b *bench) createFigure() error {
 		d, err := b.e.bareCreate(r)
 		return []float64{d.Seconds()}, err
 	}
-	withMonitor := func(m *monitor, pause time.Duration) func() ([]float64, error) {
+	var marks [5][]roundMark // of the monitors' rounds, by participant
+	withMonitor := func(m *monitor, pause time.Duration, marks *[]roundMark) func() ([]float64, error) {
 		return func() ([]float64, error) {
 			r, err := b.e.newRun(m, tpl)
 			if err != nil {
@@ -404,16 +442,24 @@ func (b *bench) createFigure() error {
 			if err := waitFile(r.exitFile(), 10*time.Second, nil); err != nil {
 				return nil, err
 			}
+			*marks = append(*marks, r.mark)
 			return []float64{d.Seconds()}, nil
 		}
 	}
-	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0], 0), withMonitor(b.mons[1], 0),
-		withMonitor(b.mons[0], enginePause), withMonitor(b.mons[1], enginePause))
+	watch, watchErr := watchProcs()
+	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0], 0, &marks[1]), withMonitor(b.mons[1], 0, &marks[2]),
+		withMonitor(b.mons[0], enginePause, &marks[3]), withMonitor(b.mons[1], enginePause, &marks[4]))
+	var evs []procEvent
+	if watch != nil {
+		evs, watchErr = watch.close()
+	}
 	x, y := med(s[1], errs[1], 0), med(s[2], errs[2], 0)
 	b.compare(fmt.Sprintf("create latency, exec -> pid (%d rounds)", createPairs), x, y, ms, nil)
 	b.floorRow("bare runc create (floor)", s[0], errs[0])
 	b.overheadRows("create", "", s, errs, 1, 2)
+	b.ownRows("create", "", evs, marks[1], marks[2], watchErr, errs[1], errs[2])
 	b.overheadRows("create", pauseLabel, s, errs, 3, 4)
+	b.ownRows("create", pauseLabel, evs, marks[3], marks[4], watchErr, errs[3], errs[4])
 	return nil
 }
 
@@ -810,7 +856,8 @@ func (b *bench) podmanExecFigure() error {
 		d, err := b.e.bareExec(r, target)
 		return []float64{d.Seconds()}, err
 	}
-	one := func(m *monitor, pause time.Duration) func() ([]float64, error) {
+	var marks [5][]roundMark // of the monitors' rounds, by participant
+	one := func(m *monitor, pause time.Duration, marks *[]roundMark) func() ([]float64, error) {
 		return func() ([]float64, error) {
 			r, err := b.e.newRun(m, "")
 			if err != nil {
@@ -818,14 +865,25 @@ func (b *bench) podmanExecFigure() error {
 			}
 			defer os.RemoveAll(r.dir)
 			d, err := b.e.podmanExec(r, target, pause)
-			return []float64{d.Seconds()}, err
+			if err != nil {
+				return nil, err
+			}
+			*marks = append(*marks, r.mark)
+			return []float64{d.Seconds()}, nil
 		}
 	}
-	s, errs := interleave(podmanExecPairs, floor, one(b.mons[0], 0), one(b.mons[1], 0),
-		one(b.mons[0], enginePause), one(b.mons[1], enginePause))
+	watch, watchErr := watchProcs()
+	s, errs := interleave(podmanExecPairs, floor, one(b.mons[0], 0, &marks[1]), one(b.mons[1], 0, &marks[2]),
+		one(b.mons[0], enginePause, &marks[3]), one(b.mons[1], enginePause, &marks[4]))
+	var evs []procEvent
+	if watch != nil {
+		evs, watchErr = watch.close()
+	}
 	b.floorRow(fmt.Sprintf("bare runc exec --detach (floor, %d rounds)", podmanExecPairs), s[0], errs[0])
 	b.overheadRows("podman exec -d", "", s, errs, 1, 2)
+	b.ownRows("podman exec -d", "", evs, marks[1], marks[2], watchErr, errs[1], errs[2])
 	b.overheadRows("podman exec -d", pauseLabel, s, errs, 3, 4)
+	b.ownRows("podman exec -d", pauseLabel, evs, marks[3], marks[4], watchErr, errs[3], errs[4])
 	return nil
 }
 

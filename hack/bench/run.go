@@ -34,6 +34,7 @@ type monitor struct {
 type env struct {
 	work     string // private temporary directory
 	runc     string
+	runcExe  string // runc with its links resolved, as /proc/<pid>/exe shows it
 	mkbundle string
 	rootfs   string // shared read-only busybox rootfs
 	sockDir  string // --socket-dir-path
@@ -60,6 +61,7 @@ type run struct {
 	logArg  string   // -l value; "" means the k8s-file log
 	mon     *monitor // nil: bare runc
 	monPid  int      // from the -P pid file
+	mark    roundMark
 }
 
 func newEnv(runc, mkbundle string) (*env, error) {
@@ -69,6 +71,9 @@ func newEnv(runc, mkbundle string) (*env, error) {
 	}
 	e := &env{work: work, runc: runc, mkbundle: mkbundle, sockDir: filepath.Join(work, "sock"),
 		tpls: map[string]string{}, live: map[*run]bool{}}
+	if e.runcExe, err = filepath.EvalSymlinks(runc); err != nil {
+		return e, err
+	}
 	if err := os.Mkdir(e.sockDir, 0o700); err != nil {
 		return e, err
 	}
@@ -241,12 +246,14 @@ func (e *env) startMonitor(r *run, l launch) (paused time.Duration, start *os.Fi
 		cmd.ExtraFiles = append(cmd.ExtraFiles, l.attach)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	r.mark = roundMark{started: monotonicNow()}
 	t0 := time.Now()
 	err = cmd.Start()
 	startChild.Close()
 	if err != nil {
 		return 0, nil, fmt.Errorf("start %s: %w", r.mon.path, err)
 	}
+	r.mark.launcher = cmd.Process.Pid
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	if l.pause > 0 {
@@ -258,6 +265,7 @@ func (e *env) startMonitor(r *run, l launch) (paused time.Duration, start *os.Fi
 			}
 		}
 		time.Sleep(l.pause - time.Since(t0))
+		r.mark.byteAt = monotonicNow()
 	}
 	paused = time.Since(t0)
 	if _, err := start.Write([]byte{0}); err != nil {
@@ -339,6 +347,7 @@ func (e *env) create(r *run, pause time.Duration) (time.Duration, error) {
 	start.Close()
 	m, err := readSync(syncEnd, 30*time.Second)
 	d := time.Since(t0) - paused
+	r.mark.pidRead = monotonicNow()
 	pidErr := r.readMonPid()
 	if err != nil {
 		return 0, fmt.Errorf("%w%s", err, r.monitorOutput())
@@ -454,6 +463,7 @@ func (e *env) podmanExec(r, target *run, pause time.Duration) (time.Duration, er
 	}
 	m, err := readSync(syncEnd, 10*time.Second)
 	d := time.Since(t0) - paused
+	r.mark.pidRead = monotonicNow()
 	if err != nil {
 		return 0, fmt.Errorf("%w%s", err, r.monitorOutput())
 	}

@@ -1,0 +1,267 @@
+package main
+
+// The monitor's own share of a create. A create's time is mostly the runtime's, whose
+// run-to-run spread (several ms on a small VM) hides sub-millisecond differences between
+// monitors. The kernel's process events connector (cn_proc: every fork, exec and exit,
+// stamped with CLOCK_MONOTONIC) tells when the runtime was executed and when its last
+// thread ended, so a round splits into
+//
+//	before: the launcher's exec (or the start byte, after a pause) -> the runtime's exec
+//	after:  the runtime's last thread exit -> the pid read from the sync pipe
+//
+// and their sum is the part of the round the monitor is responsible for. Root only.
+//
+// A datagram from the connector (native endian), possibly several messages:
+//
+//	nlmsghdr    len u32 | type u16 | flags u16 | seq u32 | port u32         16 bytes
+//	cn_msg      idx u32 | val u32 | seq u32 | ack u32 | len u16 | flags u16  20 bytes
+//	proc_event  what u32 | cpu u32 | timestamp_ns u64                        16 bytes
+//	  fork      parent_pid u32 | parent_tgid u32 | child_pid u32 | child_tgid u32
+//	  exec      process_pid u32 | process_tgid u32
+//	  exit      process_pid u32 | process_tgid u32 | exit_code u32 | ...
+//
+// Subscribing is one message to the kernel: nlmsghdr, cn_msg{idx, val: CN_IDX_PROC,
+// CN_VAL_PROC; len 4} and the u32 PROC_CN_MCAST_LISTEN.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	cnIdxProc         = 1
+	cnValProc         = 1
+	procCnMcastListen = 1
+	procEventFork     = 0x1
+	procEventExec     = 0x2
+	procEventExit     = 0x80000000
+	nlmsgHdrLen       = 16
+	cnMsgHdrLen       = 20
+	procEventHdrLen   = 16
+)
+
+// procEvent is one fork, exec or exit. For a fork, pid and tgid are the child's.
+type procEvent struct {
+	what       uint32
+	ts         int64 // CLOCK_MONOTONIC, ns
+	pid, tgid  int32
+	parentTgid int32  // fork only
+	exe        string // exec only: /proc/<pid>/exe, read as the event arrived
+}
+
+// procWatch collects process events until it is closed.
+type procWatch struct {
+	f    *os.File // the netlink socket, non-blocking, on the runtime poller
+	done chan struct{}
+
+	mu     sync.Mutex
+	events []procEvent
+	err    error // the first receive error (ENOBUFS: events were lost)
+}
+
+func watchProcs() (*procWatch, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.NETLINK_CONNECTOR)
+	if err != nil {
+		return nil, fmt.Errorf("proc connector socket: %w", err)
+	}
+	// Every thread of every process on the machine is reported: leave room.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: cnIdxProc}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("proc connector bind: %w", err)
+	}
+	msg := make([]byte, nlmsgHdrLen+cnMsgHdrLen+4)
+	ne := binary.NativeEndian
+	ne.PutUint32(msg[0:], uint32(len(msg)))
+	ne.PutUint16(msg[4:], unix.NLMSG_DONE)
+	ne.PutUint32(msg[12:], uint32(os.Getpid()))
+	ne.PutUint32(msg[16:], cnIdxProc)
+	ne.PutUint32(msg[20:], cnValProc)
+	ne.PutUint16(msg[32:], 4)
+	ne.PutUint32(msg[36:], procCnMcastListen)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("proc connector subscribe: %w", err)
+	}
+	w := &procWatch{f: os.NewFile(uintptr(fd), "proc-connector"), done: make(chan struct{})}
+	go w.loop()
+	return w, nil
+}
+
+func (w *procWatch) loop() {
+	defer close(w.done)
+	buf := make([]byte, 64<<10)
+	var batch []procEvent
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				w.mu.Lock()
+				if w.err == nil {
+					w.err = fmt.Errorf("proc connector: %w", err)
+				}
+				w.mu.Unlock()
+				if errors.Is(err, unix.ENOBUFS) {
+					continue
+				}
+			}
+			return
+		}
+		batch = parseProcEvents(buf[:n], batch[:0])
+		for i := range batch {
+			if batch[i].what == procEventExec {
+				batch[i].exe, _ = os.Readlink("/proc/" + strconv.Itoa(int(batch[i].pid)) + "/exe")
+			}
+		}
+		w.mu.Lock()
+		w.events = append(w.events, batch...)
+		w.mu.Unlock()
+	}
+}
+
+// close stops the watch and returns the events, in time order, and whether any were lost.
+func (w *procWatch) close() ([]procEvent, error) {
+	w.f.Close()
+	<-w.done
+	sort.SliceStable(w.events, func(i, j int) bool { return w.events[i].ts < w.events[j].ts })
+	return w.events, w.err
+}
+
+// parseProcEvents appends the fork, exec and exit events of one datagram to out.
+func parseProcEvents(b []byte, out []procEvent) []procEvent {
+	ne := binary.NativeEndian
+	for len(b) >= nlmsgHdrLen {
+		l := int(ne.Uint32(b))
+		if l < nlmsgHdrLen || l > len(b) {
+			break
+		}
+		m := b[nlmsgHdrLen:l]
+		b = b[(l+3)&^3:]
+		if len(m) < cnMsgHdrLen+procEventHdrLen || ne.Uint32(m) != cnIdxProc || ne.Uint32(m[4:]) != cnValProc {
+			continue
+		}
+		ev := m[cnMsgHdrLen:]
+		e := procEvent{what: ne.Uint32(ev), ts: int64(ne.Uint64(ev[8:]))}
+		d := ev[procEventHdrLen:]
+		u := func(i int) int32 { return int32(ne.Uint32(d[4*i:])) }
+		switch {
+		case e.what == procEventFork && len(d) >= 16:
+			e.parentTgid, e.pid, e.tgid = u(1), u(2), u(3)
+		case (e.what == procEventExec || e.what == procEventExit) && len(d) >= 8:
+			e.pid, e.tgid = u(0), u(1)
+		default:
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// monotonicNow is CLOCK_MONOTONIC in ns, the connector's clock.
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// roundMark is what a round of a monitor records for the split (CLOCK_MONOTONIC ns).
+type roundMark struct {
+	launcher int   // the process the bench executed
+	started  int64 // just before it was started
+	byteAt   int64 // when the start byte was written after a pause; 0 when at once
+	pidRead  int64 // when the pid was read from the sync pipe
+}
+
+// monitorShare splits one round (events sorted by time): the time from the launcher's exec
+// (or the start byte) to the exec of runtimeExe by a process of the launcher's tree, the
+// runtime's own time to the end of its last thread, and from there to the pid read.
+func monitorShare(evs []procEvent, m roundMark, runtimeExe string) (before, runtime, after int64, err error) {
+	i := sort.Search(len(evs), func(i int) bool { return evs[i].ts >= m.started })
+	var launched, runtimeExec, runtimeEnd int64
+	tree := map[int32]bool{int32(m.launcher): true}
+	runtimePid := int32(-1)
+	for ; i < len(evs) && evs[i].ts <= m.pidRead; i++ {
+		e := &evs[i]
+		switch e.what {
+		case procEventExec:
+			if e.pid == int32(m.launcher) && launched == 0 {
+				launched = e.ts
+			} else if runtimePid < 0 && tree[e.tgid] && e.exe == runtimeExe {
+				runtimePid, runtimeExec = e.tgid, e.ts
+			}
+		case procEventFork:
+			if tree[e.parentTgid] && e.pid == e.tgid {
+				tree[e.tgid] = true
+			}
+		case procEventExit:
+			if e.tgid == runtimePid {
+				runtimeEnd = max(runtimeEnd, e.ts)
+			}
+		}
+	}
+	switch {
+	case launched == 0:
+		return 0, 0, 0, fmt.Errorf("no exec event of the launcher %d", m.launcher)
+	case runtimePid < 0:
+		return 0, 0, 0, fmt.Errorf("no exec of %s under the launcher %d", runtimeExe, m.launcher)
+	case runtimeEnd == 0:
+		return 0, 0, 0, fmt.Errorf("no exit event of the runtime %d", runtimePid)
+	}
+	from := launched
+	if m.byteAt != 0 {
+		from = m.byteAt
+	}
+	return runtimeExec - from, runtimeEnd - runtimeExec, m.pidRead - runtimeEnd, nil
+}
+
+// shares is monitorShare for every round of one participant, in seconds: before + after,
+// before, after, the runtime.
+func shares(evs []procEvent, marks []roundMark, runtimeExe string) ([][]float64, error) {
+	out := make([][]float64, 0, len(marks))
+	for _, m := range marks {
+		b, rt, a, err := monitorShare(evs, m, runtimeExe)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, []float64{float64(b+a) / 1e9, float64(b) / 1e9, float64(a) / 1e9, float64(rt) / 1e9})
+	}
+	return out, nil
+}
+
+// ownRows adds, for one variant of a figure, the monitor's own time of both monitors
+// (median of before + after, and each part) and its per-round difference, and the
+// runtime's time beside each monitor. The own time's spread is a fraction of the whole
+// round's, so it takes two decimals.
+func (b *bench) ownRows(what, variant string, evs []procEvent, x, y []roundMark, errs ...error) {
+	name := what + ", the monitor's own time (before + after the runtime)" + variant
+	sx, errX := shares(evs, x, b.e.runcExe)
+	sy, errY := shares(evs, y, b.e.runcExe)
+	if err := errors.Join(append(errs, errX, errY)...); err != nil {
+		b.rows = append(b.rows, row{name: name, a: errCell(err)})
+		return
+	}
+	ms2 := func(seconds float64) string { return fmt.Sprintf("%.2f ms", seconds*1e3) }
+	cell := func(s [][]float64) string {
+		return fmt.Sprintf("%s (%s + %s)", ms2(med(s, nil, 0).v), ms2(med(s, nil, 1).v), ms2(med(s, nil, 2).v))
+	}
+	r := row{name: name, a: cell(sx), b: cell(sy)}
+	if vy := med(sy, nil, 0).v; vy != 0 {
+		r.ratio = fmt.Sprintf("%.2fx", med(sx, nil, 0).v/vy)
+	}
+	d := make([]float64, min(len(sx), len(sy)))
+	for i := range d {
+		d[i] = sx[i][0] - sy[i][0]
+	}
+	p25, p50, p75 := quartiles(d)
+	b.rows = append(b.rows, r, row{name: what + ", own time, monitor - reference per round" + variant,
+		a: fmt.Sprintf("%+.2f ms (middle half %+.2f .. %+.2f)", p50*1e3, p25*1e3, p75*1e3)})
+	rx, ry := med(sx, nil, 3), med(sy, nil, 3)
+	b.compare(what+", the runtime's own time beside the monitor"+variant, rx, ry, ms, nil)
+}
