@@ -424,43 +424,74 @@ func (b *bench) createFigure() error {
 		d, err := b.e.bareCreate(r)
 		return []float64{d.Seconds()}, err
 	}
-	var marks [5][]roundMark // of the monitors' rounds, by participant
-	withMonitor := func(m *monitor, pause time.Duration, marks *[]roundMark) func() ([]float64, error) {
+	withMonitor := func(m *monitor, pause time.Duration) (roundMark, float64, error) {
+		r, err := b.e.newRun(m, tpl)
+		if err != nil {
+			return roundMark{}, 0, err
+		}
+		defer b.e.destroy(r)
+		d, err := b.e.create(r, pause)
+		if err != nil {
+			return roundMark{}, 0, err
+		}
+		if err := b.e.runcCmd(r, "start", r.id); err != nil {
+			return roundMark{}, 0, err
+		}
+		if err := waitFile(r.exitFile(), 10*time.Second, nil); err != nil {
+			return roundMark{}, 0, err
+		}
+		return r.mark, d.Seconds(), nil
+	}
+	t := b.timedRounds(createPairs, floor, withMonitor)
+	x, y := med(t.s[1], t.errs[1], 0), med(t.s[2], t.errs[2], 0)
+	b.compare(fmt.Sprintf("create latency, exec -> pid (%d rounds)", createPairs), x, y, ms, nil)
+	b.floorRow("bare runc create (floor)", t.s[0], t.errs[0])
+	b.timedRows("create", t)
+	return nil
+}
+
+// timed holds the rounds of a latency figure: participant 0 is the floor, 1 and 2 the
+// monitor and the reference with the start byte at once, 3 and 4 the same after
+// enginePause; marks and the process events split the monitors' rounds (procevents.go).
+type timed struct {
+	s        [][][]float64
+	errs     []error
+	marks    [5][]roundMark
+	evs      []procEvent
+	watchErr error
+}
+
+// timedRounds runs n rounds of the floor and of round for each monitor and start-byte
+// timing, watching the process events meanwhile.
+func (b *bench) timedRounds(n int, floor func() ([]float64, error),
+	round func(m *monitor, pause time.Duration) (roundMark, float64, error)) *timed {
+	t := &timed{}
+	participant := func(m *monitor, pause time.Duration, marks *[]roundMark) func() ([]float64, error) {
 		return func() ([]float64, error) {
-			r, err := b.e.newRun(m, tpl)
+			mark, seconds, err := round(m, pause)
 			if err != nil {
 				return nil, err
 			}
-			defer b.e.destroy(r)
-			d, err := b.e.create(r, pause)
-			if err != nil {
-				return nil, err
-			}
-			if err := b.e.runcCmd(r, "start", r.id); err != nil {
-				return nil, err
-			}
-			if err := waitFile(r.exitFile(), 10*time.Second, nil); err != nil {
-				return nil, err
-			}
-			*marks = append(*marks, r.mark)
-			return []float64{d.Seconds()}, nil
+			*marks = append(*marks, mark)
+			return []float64{seconds}, nil
 		}
 	}
 	watch, watchErr := watchProcs()
-	s, errs := interleave(createPairs, floor, withMonitor(b.mons[0], 0, &marks[1]), withMonitor(b.mons[1], 0, &marks[2]),
-		withMonitor(b.mons[0], enginePause, &marks[3]), withMonitor(b.mons[1], enginePause, &marks[4]))
-	var evs []procEvent
+	t.s, t.errs = interleave(n, floor, participant(b.mons[0], 0, &t.marks[1]), participant(b.mons[1], 0, &t.marks[2]),
+		participant(b.mons[0], enginePause, &t.marks[3]), participant(b.mons[1], enginePause, &t.marks[4]))
+	t.watchErr = watchErr
 	if watch != nil {
-		evs, watchErr = watch.close()
+		t.evs, t.watchErr = watch.close()
 	}
-	x, y := med(s[1], errs[1], 0), med(s[2], errs[2], 0)
-	b.compare(fmt.Sprintf("create latency, exec -> pid (%d rounds)", createPairs), x, y, ms, nil)
-	b.floorRow("bare runc create (floor)", s[0], errs[0])
-	b.overheadRows("create", "", s, errs, 1, 2)
-	b.ownRows("create", "", evs, marks[1], marks[2], watchErr, errs[1], errs[2])
-	b.overheadRows("create", pauseLabel, s, errs, 3, 4)
-	b.ownRows("create", pauseLabel, evs, marks[3], marks[4], watchErr, errs[3], errs[4])
-	return nil
+	return t
+}
+
+// timedRows adds the overhead and own-time rows of what, at once and after the pause.
+func (b *bench) timedRows(what string, t *timed) {
+	b.overheadRows(what, "", t.s, t.errs, 1, 2)
+	b.ownRows(what, "", t.evs, t.marks[1], t.marks[2], t.watchErr, t.errs[1], t.errs[2])
+	b.overheadRows(what, pauseLabel, t.s, t.errs, 3, 4)
+	b.ownRows(what, pauseLabel, t.evs, t.marks[3], t.marks[4], t.watchErr, t.errs[3], t.errs[4])
 }
 
 // enginePause stands for the engine's work between the launcher's exec and the start
@@ -856,34 +887,18 @@ func (b *bench) podmanExecFigure() error {
 		d, err := b.e.bareExec(r, target)
 		return []float64{d.Seconds()}, err
 	}
-	var marks [5][]roundMark // of the monitors' rounds, by participant
-	one := func(m *monitor, pause time.Duration, marks *[]roundMark) func() ([]float64, error) {
-		return func() ([]float64, error) {
-			r, err := b.e.newRun(m, "")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(r.dir)
-			d, err := b.e.podmanExec(r, target, pause)
-			if err != nil {
-				return nil, err
-			}
-			*marks = append(*marks, r.mark)
-			return []float64{d.Seconds()}, nil
+	one := func(m *monitor, pause time.Duration) (roundMark, float64, error) {
+		r, err := b.e.newRun(m, "")
+		if err != nil {
+			return roundMark{}, 0, err
 		}
+		defer os.RemoveAll(r.dir)
+		d, err := b.e.podmanExec(r, target, pause)
+		return r.mark, d.Seconds(), err
 	}
-	watch, watchErr := watchProcs()
-	s, errs := interleave(podmanExecPairs, floor, one(b.mons[0], 0, &marks[1]), one(b.mons[1], 0, &marks[2]),
-		one(b.mons[0], enginePause, &marks[3]), one(b.mons[1], enginePause, &marks[4]))
-	var evs []procEvent
-	if watch != nil {
-		evs, watchErr = watch.close()
-	}
-	b.floorRow(fmt.Sprintf("bare runc exec --detach (floor, %d rounds)", podmanExecPairs), s[0], errs[0])
-	b.overheadRows("podman exec -d", "", s, errs, 1, 2)
-	b.ownRows("podman exec -d", "", evs, marks[1], marks[2], watchErr, errs[1], errs[2])
-	b.overheadRows("podman exec -d", pauseLabel, s, errs, 3, 4)
-	b.ownRows("podman exec -d", pauseLabel, evs, marks[3], marks[4], watchErr, errs[3], errs[4])
+	t := b.timedRounds(podmanExecPairs, floor, one)
+	b.floorRow(fmt.Sprintf("bare runc exec --detach (floor, %d rounds)", podmanExecPairs), t.s[0], t.errs[0])
+	b.timedRows("podman exec -d", t)
 	return nil
 }
 
