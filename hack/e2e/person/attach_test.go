@@ -22,7 +22,7 @@ func TestAttachDetachedNoTerminal(t *testing.T) {
 	t.Parallel()
 	dir := stateDir(t)
 	r := conmonGo(t, nil, "", "run", "-d", "-i", "-q", "--name", "ticker", "--state-dir", dir, "--rootfs", rootfs, "--",
-		"sh", "-c", `while ! read -t 0.2 l; do echo tick; done; echo got:$l; echo err:$l >&2; exit 5`)
+		"sh", "-c", `(while :; do echo tick; sleep 0.2; done) & read l; kill $!; echo got:$l; echo err:$l >&2; exit 5`)
 	if r.code != 0 || r.stdout != "ticker\n" {
 		t.Fatalf("run -d: want exit 0 and the name: %v", r)
 	}

@@ -106,7 +106,7 @@ func underEachMonitor(t *testing.T, test func(t *testing.T, p *podmanEnv)) {
 func TestAttachPodmanNoTerminal(t *testing.T) {
 	underEachMonitor(t, func(t *testing.T, p *podmanEnv) {
 		id := p.must("run", "-d", "-i", "--rootfs", p.rootfs, "sh", "-c",
-			`while ! read -t 0.2 l; do echo tick; done; echo got:$l; echo err:$l >&2; exit 9`)
+			`(while :; do echo tick; sleep 0.2; done) & read l; kill $!; echo got:$l; echo err:$l >&2; exit 9`)
 		r := conmonGo(t, nil, "hello\n", "attach", p.userdata(id))
 		if r.code != 9 || !strings.Contains(r.stdout, "got:hello\n") || strings.Contains(r.stdout, "err:") || !strings.Contains(r.stderr, "err:hello\n") {
 			t.Fatalf("want exit 9, got:hello on stdout, err:hello on stderr: %v", r)
