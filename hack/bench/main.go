@@ -355,13 +355,18 @@ func (b *bench) differenceRow(name string, x, y [][]float64, errs ...error) {
 		b.rows = append(b.rows, row{name: name, a: errCell(err)})
 		return
 	}
+	b.rows = append(b.rows, row{name: name, a: perRound(x, y, 1)})
+}
+
+// perRound is the median of the per-round differences x - y (column 0) and their middle
+// half, in ms with the given decimals.
+func perRound(x, y [][]float64, decimals int) string {
 	d := make([]float64, min(len(x), len(y)))
 	for i := range d {
 		d[i] = x[i][0] - y[i][0]
 	}
 	p25, p50, p75 := quartiles(d)
-	b.rows = append(b.rows, row{name: name,
-		a: fmt.Sprintf("%+.1f ms (middle half %+.1f .. %+.1f)", p50*1e3, p25*1e3, p75*1e3)})
+	return fmt.Sprintf("%+.*f ms (middle half %+.*f .. %+.*f)", decimals, p50*1e3, decimals, p25*1e3, decimals, p75*1e3)
 }
 
 func (b *bench) binaryRow() {

@@ -255,13 +255,8 @@ func (b *bench) ownRows(what, variant string, evs []procEvent, x, y []roundMark,
 	if vy := med(sy, nil, 0).v; vy != 0 {
 		r.ratio = fmt.Sprintf("%.2fx", med(sx, nil, 0).v/vy)
 	}
-	d := make([]float64, min(len(sx), len(sy)))
-	for i := range d {
-		d[i] = sx[i][0] - sy[i][0]
-	}
-	p25, p50, p75 := quartiles(d)
 	b.rows = append(b.rows, r, row{name: what + ", own time, monitor - reference per round" + variant,
-		a: fmt.Sprintf("%+.2f ms (middle half %+.2f .. %+.2f)", p50*1e3, p25*1e3, p75*1e3)})
+		a: perRound(sx, sy, 2)})
 	rx, ry := med(sx, nil, 3), med(sy, nil, 3)
 	b.compare(what+", the runtime's own time beside the monitor"+variant, rx, ry, ms, nil)
 }
