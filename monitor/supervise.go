@@ -80,6 +80,12 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 		// which it may start: first, so that the retirement ends such a thread too.
 		releasePrefaulted()
 		retireSpareThreads()
+		if n, err := threadCount(); err == nil && n > idleThreads {
+			// With one P the retiring goroutine runs on this goroutine's thread; on the
+			// main thread that retires nothing. A timer's goroutine runs on the thread
+			// that waits in the poller once the monitor is idle.
+			time.AfterFunc(retireAgainAfter, retireSpareThreads)
+		}
 	}
 	status, timedOut := m.awaitExit(pid, timeout)
 	m.mu.Lock()

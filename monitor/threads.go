@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -14,6 +15,10 @@ import (
 // idleThreads is what an idle monitor needs: one thread to run goroutines, sysmon, and the
 // three os/signal keeps (its signal-mask thread, the template thread, the receiver).
 const idleThreads = 5
+
+// retireAgainAfter is when a monitor that still has spare threads after the retirement
+// at its start tries again (superviseContainer).
+const retireAgainAfter = 10 * time.Millisecond
 
 // retireSpareThreads ends the threads setup left idle. Go never ends an idle thread, only
 // the thread of a goroutine that exits while locked to it; setup's blocking calls and the
