@@ -30,7 +30,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,12 +55,11 @@ type procEvent struct {
 	exe        string // exec only: /proc/<pid>/exe, read as the event arrived
 }
 
-// procWatch collects process events until it is closed.
+// procWatch collects process events until it is closed. Only its loop touches events and
+// err until done is closed.
 type procWatch struct {
-	f    *os.File // the netlink socket, non-blocking, on the runtime poller
-	done chan struct{}
-
-	mu     sync.Mutex
+	f      *os.File // the netlink socket, non-blocking, on the runtime poller
+	done   chan struct{}
 	events []procEvent
 	err    error // the first receive error (ENOBUFS: events were lost)
 }
@@ -98,31 +96,26 @@ func watchProcs() (*procWatch, error) {
 func (w *procWatch) loop() {
 	defer close(w.done)
 	buf := make([]byte, 64<<10)
-	var batch []procEvent
 	for {
 		n, err := w.f.Read(buf)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
-				w.mu.Lock()
 				if w.err == nil {
 					w.err = fmt.Errorf("proc connector: %w", err)
 				}
-				w.mu.Unlock()
 				if errors.Is(err, unix.ENOBUFS) {
 					continue
 				}
 			}
 			return
 		}
-		batch = parseProcEvents(buf[:n], batch[:0])
-		for i := range batch {
-			if batch[i].what == procEventExec {
-				batch[i].exe, _ = os.Readlink("/proc/" + strconv.Itoa(int(batch[i].pid)) + "/exe")
+		first := len(w.events)
+		w.events = parseProcEvents(buf[:n], w.events)
+		for i := first; i < len(w.events); i++ {
+			if e := &w.events[i]; e.what == procEventExec {
+				e.exe, _ = os.Readlink("/proc/" + strconv.Itoa(int(e.pid)) + "/exe")
 			}
 		}
-		w.mu.Lock()
-		w.events = append(w.events, batch...)
-		w.mu.Unlock()
 	}
 }
 
