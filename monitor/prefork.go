@@ -113,6 +113,18 @@ func awaitStart(startFD int) (bool, error) {
 	}
 }
 
+// startByteArrived reports, without waiting, whether the start pipe has something to read
+// (or has ended).
+func startByteArrived(startFD int) bool {
+	fds := []unix.PollFd{{Fd: int32(startFD), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err != unix.EINTR {
+			return err != nil || n > 0
+		}
+	}
+}
+
 // runForked is L5–L7 (docs/lifecycle.md §2) in the monitor forked at the entry point, once
 // the launcher's checks have passed; it then runs as the monitor and returns its status.
 func runForked(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syncFD, startFD, attachFD int) int {
@@ -131,8 +143,11 @@ func runForked(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syn
 	// Taken from their default actions before anything is created (as a re-executed
 	// monitor does while it waits for its release): a signal is handled once it runs.
 	signal.Notify(signals, handledSignals...)
+	m := newMonitor(opts, log, signals, syncFD, startFD, attachFD)
+	m.listenEarly(startFD)
 	started, err := awaitStart(startFD)
 	if !started || err != nil {
+		m.discardEarly()
 		removePidFile()
 		if err != nil {
 			log.Errorf("start-pipe read failed %s", diag.Strerror(err))
@@ -141,11 +156,12 @@ func runForked(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syn
 	}
 	if !opts.ExecAttach {
 		unix.Close(startFD)
-		startFD = -1
+		m.startFD = -1
 	}
 	// §3.1 the other way round: the monitor moves itself into its parent's cgroups.
 	if err := cgroups.Join(os.Getpid(), os.Getppid()); err != nil {
 		logJoinFallback(log, err)
+		m.discardEarly() // the monitor started instead makes them again
 		removePidFile()
 		tellLauncher(preforkFallback)
 		return 1
@@ -154,9 +170,9 @@ func runForked(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syn
 		redirectStdio()
 		log.SetStderr(nil)
 	}
-	m := newMonitor(opts, log, signals, syncFD, startFD, attachFD)
 	prepared := m.prepare()
 	if !tellLauncher(0) {
+		m.discardEarly()
 		removePidFile()
 		return 1
 	}

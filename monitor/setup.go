@@ -44,7 +44,9 @@ func (m *monitor) setupStdio() error {
 	if err != nil {
 		return err
 	}
-	m.stdin = newStdinGate()
+	if m.stdin == nil { // or made with the attach socket before the start byte
+		m.stdin = newStdinGate()
+	}
 	if !opts.Terminal && m.pipes.Stdin != nil {
 		m.stdin.open(ptyio.NewStdin(m.pipes.Stdin, false, opts.Stdin && !opts.LeaveStdinOpen, m.log))
 	} else if !opts.Terminal {
@@ -90,9 +92,23 @@ func (m *monitor) openLogs() error {
 	return nil
 }
 
-// listenAttach creates the attach socket and the ctl/winsz FIFOs; podman connects and
-// writes to ctl right after it reads the pid, so they exist before it is reported.
+// listenAttach starts the attach socket and the ctl/winsz FIFOs, creating them unless
+// listenEarly did; podman connects and writes to ctl right after it reads the pid, so they
+// exist before it is reported.
 func (m *monitor) listenAttach() error {
+	if m.attach == nil {
+		if err := m.createAttach(); err != nil {
+			return err
+		}
+	}
+	m.output.Attach = m.attach
+	m.attach.Start()
+	m.fifos.Start()
+	return nil
+}
+
+// createAttach creates the attach socket and the ctl/winsz FIFOs, without serving them.
+func (m *monitor) createAttach() error {
 	opts := m.opts
 	socketDir := opts.SocketDir
 	if opts.FullAttach {
@@ -109,15 +125,42 @@ func (m *monitor) listenAttach() error {
 		return err
 	}
 	m.attach = srv
-	m.output.Attach = srv
-	srv.Start()
 	fifos, err := ctl.Create(opts.Bundle, m, m.log)
 	if err != nil {
 		return err
 	}
 	m.fifos = fifos
-	fifos.Start()
 	return nil
+}
+
+// listenEarly creates the attach socket and the FIFOs while the engine still works on its
+// cgroups, so that they are off the create path (docs/lifecycle.md §3.3). A start byte that
+// is there already leaves them to the runtime's start-up, which they then overlap. A
+// failure undoes what it made and leaves the work, and the report, to the regular step.
+func (m *monitor) listenEarly(startFD int) {
+	if m.opts.Bundle == "" || m.opts.Logs.Passthrough || startByteArrived(startFD) {
+		return
+	}
+	m.stdin = newStdinGate()
+	if err := m.createAttach(); err != nil {
+		m.log.Debugf("attach socket before the start byte: %v", err)
+		m.discardEarly()
+	}
+}
+
+// discardEarly closes and removes what listenEarly made, when the monitor ends (or hands
+// over to another one) before its start.
+func (m *monitor) discardEarly() {
+	if m.fifos != nil {
+		m.fifos.Close()
+		m.fifos.Remove()
+		m.fifos = nil
+	}
+	if m.attach != nil {
+		m.attach.Shutdown(0)
+		m.attach.Remove()
+		m.attach = nil
+	}
 }
 
 // Resize applies a ctl/winsz resize; before the pty master exists only the latest size is

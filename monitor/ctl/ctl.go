@@ -111,6 +111,16 @@ func (f *FIFOs) Close() {
 	})
 }
 
+// Remove unlinks both FIFOs, for a monitor that ends before the engine let it start
+// (after a finished container they stay in the bundle, as with conmon).
+func (f *FIFOs) Remove() {
+	for _, p := range []*fifo{f.ctl, f.winsz} {
+		if err := unix.Unlink(p.path); err != nil && err != unix.ENOENT {
+			f.log.Warnf("Failed to remove %s: %v", p.path, err)
+		}
+	}
+}
+
 func (f *FIFOs) readLoop(p *fifo) {
 	defer f.wg.Done()
 	defer diag.Recover(f.log, "reader of "+p.path, nil) // that FIFO is no longer read

@@ -237,7 +237,9 @@ func TestCgroupPlacementFallback(t *testing.T) {
 // The engine kills the launcher between the two starts (after the monitor was started,
 // before the start byte): the monitor exits at once and leaves no process and no file,
 // not even the conmon pid file written for it, whether it was still starting or already
-// waiting for the start byte (or its release).
+// waiting for the start byte (or its release). A monitor forked at the entry point has
+// made the attach socket, its socket-dir link and the ctl/winsz FIFOs by the time it waits
+// (docs/lifecycle.md §3.3): they go too.
 func TestLauncherKilledBeforeStartByte(t *testing.T) {
 	setup(t)
 	requireConmonGo(t)
@@ -259,7 +261,8 @@ func TestLauncherKilledBeforeStartByte(t *testing.T) {
 				time.Sleep(100 * time.Microsecond)
 			}
 			if waiting {
-				for !waitingForStart(early) {
+				made := filepath.Join(c.bundle, "winsz") // the last one listenEarly makes
+				for !waitingForStart(early) || (forkedAtEntry(early) && !exists(made)) {
 					if time.Now().After(deadline) {
 						t.Fatalf("monitor %d did not start waiting within 10 s", early)
 					}
@@ -291,6 +294,18 @@ func TestLauncherKilledBeforeStartByte(t *testing.T) {
 			}
 		})
 	}
+}
+
+// forkedAtEntry reports whether pid is a monitor forked at the entry point, not re-executed
+// (whose environment carries the _CONMON_GO_ markers).
+func forkedAtEntry(pid int) bool {
+	environ, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	return err == nil && !strings.Contains(string(environ), "_CONMON_GO_")
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // waitingForStart reports whether the monitor started before the start byte waits for it:
