@@ -28,8 +28,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -170,6 +172,10 @@ type roundMark struct {
 	started  int64 // just before it was started
 	byteAt   int64 // when the start byte was written after a pause; 0 when at once
 	pidRead  int64 // when the pid was read from the sync pipe
+	// CPU time (ns) the monitor had used when the pid was read: the launcher's, from its
+	// rusage, and the threads' of the monitor named by -P, from their schedstat; 0 when
+	// the round has no -P (podman's exec)
+	cpu int64
 }
 
 // monitorShare splits one round (events sorted by time): the time from the launcher's exec
@@ -252,4 +258,45 @@ func (b *bench) ownRows(what, variant string, evs []procEvent, x, y []roundMark,
 		a: perRound(sx, sy, 2)})
 	rx, ry := med(sx, nil, 3), med(sy, nil, 3)
 	b.compare(what+", the runtime's own time beside the monitor"+variant, rx, ry, ms, nil)
+	if len(x) > 0 && x[0].cpu > 0 {
+		cx, cy := cpuTimes(x), cpuTimes(y)
+		b.compare(what+", the monitor's CPU time until the pid"+variant, med(cx, nil, 0), med(cy, nil, 0), ms2, nil)
+		b.rows = append(b.rows, row{name: what + ", CPU time, monitor - reference per round" + variant, a: perRound(cx, cy, 2)})
+	}
+}
+
+// cpuTimes lists the rounds' CPU times in seconds, in the shape med and perRound take.
+func cpuTimes(marks []roundMark) [][]float64 {
+	out := make([][]float64, len(marks))
+	for i, m := range marks {
+		out[i] = []float64{float64(m.cpu) / 1e9}
+	}
+	return out
+}
+
+// threadsCPU sums the time on CPU of pid's threads (the first field of their schedstat, in
+// ns). A running thread counts up to its last tick, and threads that have exited
+// are not seen: the monitors start none that ends before the pid is out.
+func threadsCPU(pid int) (int64, error) {
+	stats, err := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
+	if err != nil || len(stats) == 0 {
+		return 0, fmt.Errorf("threads of %d: %v", pid, err)
+	}
+	var sum int64
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, fmt.Errorf("%s: %q", p, b)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", p, err)
+		}
+		sum += ns
+	}
+	return sum, nil
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/binary"
+	"os"
 	"testing"
+	"time"
 )
 
 // connectorMsg builds one netlink message of the proc connector: a proc_event of kind what
@@ -74,5 +76,26 @@ func TestMonitorShare(t *testing.T) {
 	}
 	if _, _, _, err := monitorShare(evs, m, "/sbin/crun"); err == nil {
 		t.Error("a round without the runtime's exec was split")
+	}
+}
+
+// The bench's own threads: the CPU a busy loop burns shows in their sum.
+func TestThreadsCPU(t *testing.T) {
+	before, err := threadsCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burn = 30 * time.Millisecond
+	for start := time.Now(); time.Since(start) < burn; {
+	}
+	after, err := threadsCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Duration(after - before); d < burn/2 {
+		t.Errorf("threads' CPU grew by %v over a busy loop of %v", d, burn)
+	}
+	if _, err := threadsCPU(1 << 30); err == nil {
+		t.Error("no error for a pid that cannot exist")
 	}
 }

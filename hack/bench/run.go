@@ -62,6 +62,8 @@ type run struct {
 	mon     *monitor // nil: bare runc
 	monPid  int      // from the -P pid file
 	mark    roundMark
+	// the launcher's CPU time (ns, user and system), once it has exited
+	launcherCPU int64
 }
 
 func newEnv(runc, mkbundle string) (*env, error) {
@@ -285,6 +287,9 @@ func (e *env) startMonitor(r *run, l launch) (paused time.Duration, start *os.Fi
 	if err != nil && !l.isSync {
 		return 0, nil, fmt.Errorf("launcher: %w%s", err, r.monitorOutput())
 	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.launcherCPU = ru.Utime.Nano() + ru.Stime.Nano()
+	}
 	return paused, start, nil
 }
 
@@ -355,7 +360,12 @@ func (e *env) create(r *run, pause time.Duration) (time.Duration, error) {
 	if m.Pid == nil || *m.Pid <= 0 {
 		return 0, fmt.Errorf("create failed: %+v%s", m, r.monitorOutput())
 	}
-	return d, pidErr
+	if pidErr != nil {
+		return 0, pidErr
+	}
+	cpu, err := threadsCPU(r.monPid)
+	r.mark.cpu = r.launcherCPU + cpu
+	return d, err
 }
 
 // readMonPid reads the monitor's pid from the -P pid file.
