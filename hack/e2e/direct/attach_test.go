@@ -268,3 +268,38 @@ func TestAttachSocketDirSymlink(t *testing.T) {
 		}
 	})
 }
+
+// A monitor forked at the entry point makes the attach socket, its socket-dir link and the
+// FIFOs while it waits for a start byte that is not there yet (docs/lifecycle.md §3.3). A
+// client that connects then, before the start, is served once the container runs, and ctl
+// can be opened for writing without blocking (its read half is held) before the start.
+func TestAttachMadeBeforeStartByte(t *testing.T) {
+	setup(t)
+	requireConmonGo(t)
+	t.Parallel()
+	c := newContainer(t, bundleOpts{}, "sh", "-c", "echo hi; echo err >&2")
+	bundle := watchDirs(t, c.bundle)
+	m := startMonitor(t, crioStyle.spec(c))
+	monitorPid := waitChild(t, m.cmd.Process.Pid)
+	if !forkedAtEntry(monitorPid) {
+		t.Skip("the monitor was re-executed: it makes nothing before its release")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !exists(filepath.Join(c.bundle, "winsz")) { // the last one made
+		if _, err := bundle.next(deadline); err != nil {
+			t.Fatalf("no FIFOs in the bundle before the start byte: %v", err)
+		}
+	}
+	link := filepath.Join(c.sockDir, c.id)
+	r := newAttachReader(t, dialCRIO(t, link+"/attach"))
+	writeCtl(t, c.bundle, "1 40 100")
+	if pid := m.launch().mustInt(t, "pid"); pid <= 0 {
+		t.Fatalf("create failed: pid %d", pid)
+	}
+	c.start()
+	r.readToEOF(10 * time.Second)
+	if r.out.String() != "hi\n" || r.err.String() != "err\n" {
+		t.Errorf("stdout %q stderr %q", r.out.String(), r.err.String())
+	}
+	e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty)
+}
