@@ -19,11 +19,15 @@ func (m *monitor) setupOutput() error {
 	}
 	// Complete before the ctl reader starts, which reads it (Reopen).
 	m.output = &ptyio.Output{Drivers: m.drivers, Log: m.log}
-	if m.opts.Bundle != "" && !m.opts.Logs.Passthrough {
+	if m.servesAttach() {
 		return m.listenAttach()
 	}
 	return nil
 }
+
+// servesAttach: a bundle to put the attach socket in, and output that passes through
+// the monitor.
+func (m *monitor) servesAttach() bool { return m.opts.Bundle != "" && !m.opts.Logs.Passthrough }
 
 // setupStdio creates the container's stdio (docs/lifecycle.md §6).
 func (m *monitor) setupStdio() error {
@@ -138,7 +142,7 @@ func (m *monitor) createAttach() error {
 // is there already leaves them to the runtime's start-up, which they then overlap. A
 // failure undoes what it made and leaves the work, and the report, to the regular step.
 func (m *monitor) listenEarly(startFD int) {
-	if m.opts.Bundle == "" || m.opts.Logs.Passthrough || startByteArrived(startFD) {
+	if !m.servesAttach() || startByteArrived(startFD) {
 		return
 	}
 	m.stdin = newStdinGate()

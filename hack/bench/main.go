@@ -448,6 +448,7 @@ func (b *bench) createFigure() error {
 		return r.mark, d.Seconds(), nil
 	}
 	t := b.timedRounds(createPairs, floor, withMonitor)
+	t.cpu = true
 	x, y := med(t.s[1], t.errs[1], 0), med(t.s[2], t.errs[2], 0)
 	b.compare(fmt.Sprintf("create latency, exec -> pid (%d rounds)", createPairs), x, y, ms, nil)
 	b.floorRow("bare runc create (floor)", t.s[0], t.errs[0])
@@ -464,6 +465,7 @@ type timed struct {
 	marks    [5][]roundMark
 	evs      []procEvent
 	watchErr error
+	cpu      bool // the rounds read the monitors' CPU time (roundMark.cpu)
 }
 
 // timedRounds runs n rounds of the floor and of round for each monitor and start-byte
@@ -493,10 +495,16 @@ func (b *bench) timedRounds(n int, floor func() ([]float64, error),
 
 // timedRows adds the overhead and own-time rows of what, at once and after the pause.
 func (b *bench) timedRows(what string, t *timed) {
-	b.overheadRows(what, "", t.s, t.errs, 1, 2)
-	b.ownRows(what, "", t.evs, t.marks[1], t.marks[2], t.watchErr, t.errs[1], t.errs[2])
-	b.overheadRows(what, pauseLabel, t.s, t.errs, 3, 4)
-	b.ownRows(what, pauseLabel, t.evs, t.marks[3], t.marks[4], t.watchErr, t.errs[3], t.errs[4])
+	for _, v := range []struct {
+		label string
+		i, j  int
+	}{{"", 1, 2}, {pauseLabel, 3, 4}} {
+		b.overheadRows(what, v.label, t.s, t.errs, v.i, v.j)
+		b.ownRows(what, v.label, t.evs, t.marks[v.i], t.marks[v.j], t.watchErr, t.errs[v.i], t.errs[v.j])
+		if t.cpu {
+			b.cpuRows(what, v.label, t.marks[v.i], t.marks[v.j], t.errs[v.i], t.errs[v.j])
+		}
+	}
 }
 
 // enginePause stands for the engine's work between the launcher's exec and the start

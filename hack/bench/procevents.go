@@ -173,8 +173,8 @@ type roundMark struct {
 	byteAt   int64 // when the start byte was written after a pause; 0 when at once
 	pidRead  int64 // when the pid was read from the sync pipe
 	// CPU time (ns) the monitor had used when the pid was read: the launcher's, from its
-	// rusage, and the threads' of the monitor named by -P, from their schedstat; 0 when
-	// the round has no -P (podman's exec)
+	// rusage, and the threads' of the monitor named by -P, from their schedstat; only
+	// create reads it (podman's exec has no -P)
 	cpu int64
 }
 
@@ -258,11 +258,19 @@ func (b *bench) ownRows(what, variant string, evs []procEvent, x, y []roundMark,
 		a: perRound(sx, sy, 2)})
 	rx, ry := med(sx, nil, 3), med(sy, nil, 3)
 	b.compare(what+", the runtime's own time beside the monitor"+variant, rx, ry, ms, nil)
-	if len(x) > 0 && x[0].cpu > 0 {
-		cx, cy := cpuTimes(x), cpuTimes(y)
-		b.compare(what+", the monitor's CPU time until the pid"+variant, med(cx, nil, 0), med(cy, nil, 0), ms2, nil)
-		b.rows = append(b.rows, row{name: what + ", CPU time, monitor - reference per round" + variant, a: perRound(cx, cy, 2)})
+}
+
+// cpuRows adds, for one variant of a figure whose rounds read the monitors' CPU time (create),
+// that time of both monitors and its per-round difference.
+func (b *bench) cpuRows(what, variant string, x, y []roundMark, errs ...error) {
+	name := what + ", the monitor's CPU time until the pid" + variant
+	if err := errors.Join(errs...); err != nil {
+		b.rows = append(b.rows, row{name: name, a: errCell(err)})
+		return
 	}
+	cx, cy := cpuTimes(x), cpuTimes(y)
+	b.compare(name, med(cx, nil, 0), med(cy, nil, 0), func(s float64) string { return fmt.Sprintf("%.2f ms", s*1e3) }, nil)
+	b.rows = append(b.rows, row{name: what + ", CPU time, monitor - reference per round" + variant, a: perRound(cx, cy, 2)})
 }
 
 // cpuTimes lists the rounds' CPU times in seconds, in the shape med and perRound take.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -27,4 +28,32 @@ func ProcValue(path, key string) (string, error) {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	return "", fmt.Errorf("%s: no %s", path, key)
+}
+
+// Proc is a process found by Processes.
+type Proc struct {
+	Pid  int
+	Argv []string
+}
+
+// Processes lists the live (non-zombie) processes other than this one whose argv satisfies
+// match.
+func Processes(match func(argv []string) bool) []Proc {
+	entries, _ := os.ReadDir("/proc")
+	var out []Proc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() || !PidAlive(pid) {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		argv := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+		if match(argv) {
+			out = append(out, Proc{pid, argv})
+		}
+	}
+	return out
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 )
 
 // stop: a process that dies of SIGTERM reports 143; one that ignores it (busybox sleep as
@@ -216,8 +218,8 @@ func TestExitCommandWithoutPodman(t *testing.T) {
 	need(t)
 	id := runDetached(t, image, "sh", "-c", "sleep 2; exit 7")
 	conmonPid := inspectInt(t, id, "{{.State.ConmonPid}}")
-	podmanAlive := func() []proc {
-		return processes(func(argv []string) bool {
+	podmanAlive := func() []e2eutil.Proc {
+		return e2eutil.Processes(func(argv []string) bool {
 			return filepath.Base(argv[0]) == "podman" && strings.Contains(strings.Join(argv, " "), s.dir+"/")
 		})
 	}

@@ -196,12 +196,12 @@ func (s *suite) wipeStore() {
 	}
 	mine := func(argv []string) bool { return strings.Contains(strings.Join(argv, " "), s.dir+"/") }
 	deadline := time.Now().Add(10 * time.Second)
-	for len(processes(mine)) > 0 && time.Now().Before(deadline) {
+	for len(e2eutil.Processes(mine)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond) // exit commands finishing; nothing to wait on
 	}
-	for _, p := range processes(mine) {
-		fmt.Fprintf(os.Stderr, "teardown: killing leftover process %d: %s\n", p.pid, strings.Join(p.argv, " "))
-		_ = unix.Kill(p.pid, unix.SIGKILL)
+	for _, p := range e2eutil.Processes(mine) {
+		fmt.Fprintf(os.Stderr, "teardown: killing leftover process %d: %s\n", p.Pid, strings.Join(p.Argv, " "))
+		_ = unix.Kill(p.Pid, unix.SIGKILL)
 	}
 	for _, mp := range mountsUnder(s.dir) {
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
@@ -368,32 +368,6 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 
 // ---- processes and mounts ----
 
-type proc struct {
-	pid  int
-	argv []string
-}
-
-// processes lists the live (non-zombie) processes whose argv satisfies match.
-func processes(match func(argv []string) bool) []proc {
-	entries, _ := os.ReadDir("/proc")
-	var out []proc
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() || !alive(pid) {
-			continue
-		}
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || len(raw) == 0 {
-			continue
-		}
-		argv := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
-		if match(argv) {
-			out = append(out, proc{pid, argv})
-		}
-	}
-	return out
-}
-
 // alive: the process exists and is not a zombie.
 func alive(pid int) bool {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -406,8 +380,8 @@ func alive(pid int) bool {
 
 // monitorsNamed lists monitor processes of the binary under test started with `-n name`
 // (or a name with that prefix when prefix is set).
-func monitorsNamed(name string, prefix bool) []proc {
-	return processes(func(argv []string) bool {
+func monitorsNamed(name string, prefix bool) []e2eutil.Proc {
+	return e2eutil.Processes(func(argv []string) bool {
 		if argv[0] != s.bin {
 			return false
 		}
