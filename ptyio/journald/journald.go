@@ -246,12 +246,13 @@ func (w *Writer) send() {
 		if !w.gate.wait(time.Now()) {
 			return // closed: what is left counts as dropped (Close)
 		}
-		err := journal.Send(string(msg), journal.Priority(e.prio-'0'), fields)
-		w.q.pop()
-		if err != nil {
+		// A failed entry is counted before it leaves the queue: Close, which waits for an
+		// empty queue, then finds it counted.
+		if err := journal.Send(string(msg), journal.Priority(e.prio-'0'), fields); err != nil {
 			w.gate.reset()
 			w.drops.add(1, sendError(err))
 		}
+		w.q.pop()
 	}
 }
 
@@ -270,6 +271,9 @@ func sendError(err error) error {
 type drops struct {
 	log   diag.Logger
 	timer *time.Timer // runs warn
+	// held across a whole warning, its Warnf included, so that final does not return while
+	// the timer's warning is still being written (mu is not: add is on the output path)
+	warnMu sync.Mutex
 
 	mu       sync.Mutex
 	n        uint64 // entries dropped so far
@@ -300,6 +304,13 @@ func (d *drops) count() uint64 {
 }
 
 func (d *drops) warn() {
+	d.warnMu.Lock()
+	defer d.warnMu.Unlock()
+	d.report()
+}
+
+// report warns about the drops not reported yet (warnMu held).
+func (d *drops) report() {
 	d.mu.Lock()
 	n, cause := d.n, d.cause
 	d.armed = false
@@ -313,14 +324,16 @@ func (d *drops) warn() {
 	d.log.Warnf("journald: dropped %d log entries so far: %v", n, cause)
 }
 
-// final warns now about drops not reported yet.
+// final warns now about drops not reported yet, once a warning the timer is writing is out.
 func (d *drops) final() {
+	d.warnMu.Lock()
+	defer d.warnMu.Unlock()
 	d.mu.Lock()
 	d.timer.Stop()
 	d.armed = false
 	pending := d.n > d.reported
 	d.mu.Unlock()
 	if pending {
-		d.warn()
+		d.report()
 	}
 }
