@@ -182,7 +182,7 @@ func daemonMain(args []string, handshake string, signals chan os.Signal) int {
 	if verr == nil {
 		verr = m.prepare()
 	}
-	m.catchSignals() // while the engine works: a signal until the release is kept for run
+	m.catchStopSignals() // while the engine works: a signal until the release is kept for run
 	if !awaitRelease(hs) {
 		// The launcher gave up or died; the pid file it wrote early names this process.
 		if data, err := os.ReadFile(opts.ConmonPidfile); err == nil && string(data) == strconv.Itoa(os.Getpid()) {

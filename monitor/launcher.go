@@ -133,7 +133,7 @@ func launcherMain(args []string, signals chan os.Signal) int {
 
 	if opts.Sync {
 		stopEarly()
-		signal.Notify(signals, handledSignals...)
+		signal.Notify(signals, stopSignals...)
 		if _, err := unix.Setsid(); err != nil && err != unix.EPERM {
 			log.Debugf("setsid: %v", err)
 		}

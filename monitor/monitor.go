@@ -105,7 +105,7 @@ func (m *monitor) prepare() error {
 // process exit status.
 func (m *monitor) run() int {
 	opts := m.opts
-	m.catchSignals()
+	m.catchStopSignals()
 	go m.signalLoop()
 	m.runtimePath, m.runtimeArgs = opts.Runtime, opts.RuntimeArgs
 	if opts.Trust.Active {

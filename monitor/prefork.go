@@ -142,7 +142,7 @@ func runForked(opts *cli.Options, log *diag.Printer, signals chan os.Signal, syn
 	}
 	// Taken from their default actions before anything is created (as a re-executed
 	// monitor does while it waits for its release): a signal is handled once it runs.
-	signal.Notify(signals, handledSignals...)
+	signal.Notify(signals, stopSignals...)
 	m := newMonitor(opts, log, signals, syncFD, startFD, attachFD)
 	m.listenEarly(startFD)
 	started, err := awaitStart(startFD)

@@ -95,6 +95,8 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.runtimeStarted = true
 	m.mu.Unlock()
 	rt, err := m.spawner.startPinned(child{argv: argv, env: os.Environ(), files: files, setpgid: true})
+	// Also after a failed start: the exit command that finishFailed runs is reaped on SIGCHLD.
+	m.catchQuietSignals()
 	if err != nil {
 		return m.finishFailed("Failed to fork runtime: " + diag.Strerror(err))
 	}

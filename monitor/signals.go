@@ -9,34 +9,45 @@ import (
 	"github.com/conmon-go/conmon-go/monitor/diag"
 )
 
-// handledSignals are taken away from Go's default actions: SIGQUIT would dump goroutines
-// and exit 2, SIGHUP/SIGINT/SIGTERM would exit, SIGPIPE on fd 1/2 would kill the process,
-// and each of these orphans a running container. Go already ignores SIGUSR2 with a
-// handler of its own, so children get the default action. Each signal.Notify is a round
-// trip between two threads, and the first also starts three threads: an early monitor
-// does it while it waits for its release (monitor.catchSignals).
-var handledSignals = []os.Signal{
-	unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP,
-	unix.SIGUSR1, unix.SIGCHLD, unix.SIGPIPE,
-}
+// The monitor's signals, taken away from Go's default actions in two steps, because each
+// signal.Notify of a new signal is a round trip between two threads (the runtime's signal
+// mask thread), and the first also starts three threads:
+//   - stopSignals before the monitor creates anything: Go's default action would end it
+//     (SIGHUP, SIGINT and SIGTERM exit, SIGQUIT dumps goroutines and exits 2), with files
+//     or a half-created container left behind.
+//   - quietSignals once the runtime has been started, beside it rather than before it:
+//     until then Go drops them, and there is nothing to reap. SIGPIPE kills a Go program
+//     only for a write to a closed fd 1 or 2, which the monitor does not write to while
+//     it starts (its stderr is the caller's until then, for messages before it fails).
+//
+// Go already ignores SIGUSR2 with a handler of its own, so children get the default action.
+var (
+	stopSignals  = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT, unix.SIGHUP}
+	quietSignals = []os.Signal{unix.SIGCHLD, unix.SIGUSR1, unix.SIGPIPE}
+)
 
 // The launcher that daemonises only needs SIGTERM, SIGINT and SIGQUIT to end it with
 // status 1; it ignores SIGHUP and SIGPIPE outright, once the monitor that starts before
-// the start byte has been started. A monitor started later inherits those two as ignored
-// and catches them before it starts the runtime, which then gets the default action
-// again. With --sync the launcher is the monitor and catches them all.
+// the start byte has been started. A monitor started later inherits those two as ignored:
+// Go installs its own handler for SIGPIPE as it starts, and the monitor catches SIGHUP
+// before it starts the runtime, which then gets the default action for both. With --sync
+// the launcher is the monitor and catches them all.
 var (
 	launcherSignals = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGQUIT}
 	launcherIgnored = []os.Signal{unix.SIGHUP, unix.SIGPIPE}
 )
 
-// catchSignals takes the monitor's signals (handledSignals) from Go's default actions
-// before the monitor creates anything: a signal's default action would end it with
-// files or a half-created container behind. An early monitor does it while it waits for
-// its release (daemonMain), off the create path unless the start byte came at once; it
-// costs os/signal's start (round trips to other threads). Done again, it is cheap.
-func (m *monitor) catchSignals() {
-	signal.Notify(m.signals, handledSignals...)
+// catchStopSignals takes stopSignals from Go's default actions before the monitor creates
+// anything. An early monitor does it while it waits for its release (daemonMain), off the
+// create path unless the start byte came at once. Done again, it is cheap.
+func (m *monitor) catchStopSignals() {
+	signal.Notify(m.signals, stopSignals...)
+}
+
+// catchQuietSignals takes quietSignals once the runtime has been started: the reaper needs
+// SIGCHLD from then on (the runtime itself is waited for through its pidfd).
+func (m *monitor) catchQuietSignals() {
+	signal.Notify(m.signals, quietSignals...)
 }
 
 // killGroup is the -T action (docs/lifecycle.md §15): SIGKILL to the process group, never to

@@ -31,16 +31,6 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	m.pidfd = pidfd
 	m.mu.Unlock()
 
-	// The engine starts the container as soon as it has the pid: the OOM kill counters
-	// are read before it is reported, and a kill counted after that is reported once the
-	// watch is registered (off the create path, below).
-	if opts.PersistDir != "" || (opts.Bundle != "" && !opts.Exec) {
-		if w, err := oom.Prepare(pid, m.markOOM, m.log); err != nil {
-			m.log.Debugf("OOM monitoring disabled: %v", err)
-		} else {
-			m.oomw = w
-		}
-	}
 	if msg := diag.Panicked(); msg != "" {
 		// A part failed during start-up: the create fails like any set-up failure.
 		m.signalContainer(unix.SIGKILL)
@@ -50,10 +40,11 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
 	}
-	if m.oomw != nil {
-		if err := m.oomw.Start(); err != nil {
-			m.log.Debugf("OOM monitoring disabled: %v", err)
-		}
+	// Off the create path: a created container runs only once the engine has started it
+	// (the runtime's start takes milliseconds), and an exec's process ran before its pid
+	// was known either way (docs/lifecycle.md §16).
+	if opts.PersistDir != "" || (opts.Bundle != "" && !opts.Exec) {
+		m.watchOOM(pid)
 	}
 	releaseRuntimeThread()
 	// Spare threads go once the pid is out (off the create path): before the pumps start
@@ -184,4 +175,16 @@ func (m *monitor) startPumps() []*ptyio.Pump {
 		pumps = append(pumps, ptyio.StartPump(m.pipes.Stderr, ptyio.Stderr, false, out))
 	}
 	return pumps
+}
+
+// watchOOM takes the baseline of the container's OOM kill counters and watches them.
+func (m *monitor) watchOOM(pid int) {
+	w, err := oom.Prepare(pid, m.markOOM, m.log)
+	if err == nil {
+		m.oomw = w
+		err = w.Start()
+	}
+	if err != nil {
+		m.log.Debugf("OOM monitoring disabled: %v", err)
+	}
 }

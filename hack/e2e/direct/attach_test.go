@@ -278,18 +278,7 @@ func TestAttachMadeBeforeStartByte(t *testing.T) {
 	requireConmonGo(t)
 	t.Parallel()
 	c := newContainer(t, bundleOpts{}, "sh", "-c", "echo hi; echo err >&2")
-	bundle := watchDirs(t, c.bundle)
-	m := startMonitor(t, crioStyle.spec(c))
-	monitorPid := waitChild(t, m.cmd.Process.Pid)
-	if !forkedAtEntry(monitorPid) {
-		t.Skip("the monitor was re-executed: it makes nothing before its release")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !exists(filepath.Join(c.bundle, "winsz")) { // the last one made
-		if _, err := bundle.next(deadline); err != nil {
-			t.Fatalf("no FIFOs in the bundle before the start byte: %v", err)
-		}
-	}
+	m, _ := waitingMonitor(t, c)
 	link := filepath.Join(c.sockDir, c.id)
 	r := newAttachReader(t, dialCRIO(t, link+"/attach"))
 	writeCtl(t, c.bundle, "1 40 100")
@@ -302,4 +291,25 @@ func TestAttachMadeBeforeStartByte(t *testing.T) {
 		t.Errorf("stdout %q stderr %q", r.out.String(), r.err.String())
 	}
 	e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty)
+}
+
+// waitingMonitor starts a CRI-O style monitor for c and returns once the monitor, forked at
+// the entry point, waits for its start byte with the attach socket and the FIFOs made
+// (docs/lifecycle.md §3.3), and its pid. A re-executed monitor makes nothing before its
+// release, so nothing shows that it waits: the test is skipped.
+func waitingMonitor(t *testing.T, c *container) (*monitor, int) {
+	t.Helper()
+	bundle := watchDirs(t, c.bundle)
+	m := startMonitor(t, crioStyle.spec(c))
+	monitorPid := waitChild(t, m.cmd.Process.Pid)
+	if !forkedAtEntry(monitorPid) {
+		t.Skip("the monitor was re-executed: it makes nothing before its release")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !exists(filepath.Join(c.bundle, "winsz")) { // the last one made
+		if _, err := bundle.next(deadline); err != nil {
+			t.Fatalf("no FIFOs in the bundle before the start byte: %v", err)
+		}
+	}
+	return m, monitorPid
 }

@@ -288,6 +288,30 @@ func TestMonitorSurvivesSIGHUP(t *testing.T) {
 	}
 }
 
+// Before its start the monitor has caught only the signals whose default action in Go
+// ends a process (SIGHUP among them); Go drops SIGUSR1, SIGPIPE and SIGCHLD until they are
+// caught once the runtime runs (docs/lifecycle.md §9.1). None of them may end a monitor
+// that waits for its start byte with its files made.
+func TestMonitorSurvivesSignalsBeforeStart(t *testing.T) {
+	setup(t)
+	requireConmonGo(t) // conmon dies from SIGHUP
+	t.Parallel()
+	c := newContainer(t, bundleOpts{}, "echo", "hi")
+	m, monitorPid := waitingMonitor(t, c) // the files are made after the signals are caught
+	for _, sig := range []unix.Signal{unix.SIGHUP, unix.SIGUSR1, unix.SIGPIPE, unix.SIGCHLD, unix.SIGUSR2} {
+		if err := unix.Kill(monitorPid, sig); err != nil {
+			t.Fatalf("%v to the monitor: %v", sig, err)
+		}
+	}
+	if pid := m.launch().mustInt(t, "pid"); pid <= 0 {
+		t.Fatalf("create failed after signals before the start: pid %d", pid)
+	}
+	c.start()
+	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
+		t.Errorf("exit file %q, want 0", got)
+	}
+}
+
 func TestCreateRuntimeFailsSilently(t *testing.T) {
 	setup(t)
 	requireConmonGo(t) // 2.1.6 sends nothing, 2.2.x a bare -1
