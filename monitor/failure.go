@@ -22,6 +22,7 @@ func (m *monitor) fail(message string) int {
 // finishFailed reports a failure after the runtime was started: as fail, but the exit
 // command still runs (docs/exit.md §7).
 func (m *monitor) finishFailed(message string) int {
+	m.catchQuietSignals() // the exit command is reaped on SIGCHLD
 	m.log.Errorf("%s", message)
 	m.sync.send(m.syncKey(), -1, message)
 	m.abandon()
@@ -54,6 +55,7 @@ func (m *monitor) abortCreated(message string, termCh <-chan termResult) int {
 		// The container init is the monitor's child by now: reaped here, it does not
 		// outlive the monitor as a zombie.
 		exited := m.reaper.wait(pid)
+		m.catchQuietSignals()
 		if killChild(pid) {
 			select {
 			case <-exited:

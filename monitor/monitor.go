@@ -22,8 +22,10 @@ type monitor struct {
 	opts    *cli.Options
 	log     *diag.Printer
 	signals chan os.Signal
-	reaper  *reaper
-	spawner *spawner
+	// quietOnce registers quietSignals (catchQuietSignals).
+	quietOnce sync.Once
+	reaper    *reaper
+	spawner   *spawner
 
 	sync       *syncPipe
 	attachPipe *syncPipe // nil unless --exec-attach; closed after its one message

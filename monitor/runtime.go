@@ -59,11 +59,13 @@ func (m *monitor) runtimeArgv() []string {
 
 // waitRuntime returns the runtime's wait status. Its exit makes the pidfd readable, and
 // the runtime's poller wakes the goroutine waiting for that on the thread that polls:
-// SIGCHLD would take the way through the signal thread, the signal loop and two more
-// threads. The reaper collects the status either way.
+// SIGCHLD, not caught before the pid is reported (quietSignals), would take the way
+// through the signal thread, the signal loop and two more threads. Without a pidfd the
+// monitor waits for SIGCHLD. The reaper collects the status either way.
 func (m *monitor) waitRuntime(rt lockedChild) unix.WaitStatus {
 	exited := m.reaper.wait(rt.pid)
 	if rt.pidfd < 0 {
+		m.catchQuietSignals()
 		return <-exited
 	}
 	defer unix.Close(rt.pidfd)
@@ -95,8 +97,6 @@ func (m *monitor) runRuntime(setup func() error) int {
 	m.runtimeStarted = true
 	m.mu.Unlock()
 	rt, err := m.spawner.startPinned(child{argv: argv, env: os.Environ(), files: files, setpgid: true})
-	// Also after a failed start: the exit command that finishFailed runs is reaped on SIGCHLD.
-	m.catchQuietSignals()
 	if err != nil {
 		return m.finishFailed("Failed to fork runtime: " + diag.Strerror(err))
 	}

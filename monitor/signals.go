@@ -15,10 +15,11 @@ import (
 //   - stopSignals before the monitor creates anything: Go's default action would end it
 //     (SIGHUP, SIGINT and SIGTERM exit, SIGQUIT dumps goroutines and exits 2), with files
 //     or a half-created container left behind.
-//   - quietSignals once the runtime has been started, beside it rather than before it:
-//     until then Go drops them, and there is nothing to reap. SIGPIPE kills a Go program
-//     only for a write to a closed fd 1 or 2, which the monitor does not write to while
-//     it starts (its stderr is the caller's until then, for messages before it fails).
+//   - quietSignals once the pid is reported, off the create path and away from the
+//     runtime's CPUs: until then Go drops them. The runtime is waited for through its
+//     pidfd, and SIGCHLD would only start a chain of wake-ups through four threads beside
+//     it. SIGPIPE kills a Go program only for a write to a closed fd 1 or 2, which are
+//     /dev/null once the runtime runs (before, the monitor writes there only messages).
 //
 // Go already ignores SIGUSR2 with a handler of its own, so children get the default action.
 var (
@@ -44,10 +45,14 @@ func (m *monitor) catchStopSignals() {
 	signal.Notify(m.signals, stopSignals...)
 }
 
-// catchQuietSignals takes quietSignals once the runtime has been started: the reaper needs
-// SIGCHLD from then on (the runtime itself is waited for through its pidfd).
+// catchQuietSignals takes quietSignals once the pid is reported, or before that where the
+// monitor waits for a child on SIGCHLD (a failure's exit command, a killed container, a
+// runtime without a pidfd). A child that ended while SIGCHLD was dropped is reaped here.
 func (m *monitor) catchQuietSignals() {
-	signal.Notify(m.signals, quietSignals...)
+	m.quietOnce.Do(func() {
+		signal.Notify(m.signals, quietSignals...)
+		m.reaper.reap()
+	})
 }
 
 // killGroup is the -T action (docs/lifecycle.md §15): SIGKILL to the process group, never to

@@ -290,7 +290,7 @@ func TestMonitorSurvivesSIGHUP(t *testing.T) {
 
 // Before its start the monitor has caught only the signals whose default action in Go
 // ends a process (SIGHUP among them); Go drops SIGUSR1, SIGPIPE and SIGCHLD until they are
-// caught once the runtime runs (docs/lifecycle.md §9.1). None of them may end a monitor
+// caught once the pid is reported (docs/lifecycle.md §9.1). None of them may end a monitor
 // that waits for its start byte with its files made.
 func TestMonitorSurvivesSignalsBeforeStart(t *testing.T) {
 	setup(t)
