@@ -69,6 +69,22 @@ func (r *reaper) reap() {
 	}
 }
 
+// reapOne collects pid alone, if it has exited, and leaves other children to reap: the
+// runtime's status is on the create path, and reaping an exec's process that ended before
+// the runtime costs as much again (the kernel's release of a task). Under reapMu, as reap.
+func (r *reaper) reapOne(pid int) {
+	r.reapMu.Lock()
+	defer r.reapMu.Unlock()
+	var ws unix.WaitStatus
+	got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+	for err == unix.EINTR {
+		got, err = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+	}
+	if err == nil && got == pid {
+		r.deliver(pid, ws)
+	}
+}
+
 func (r *reaper) deliver(pid int, ws unix.WaitStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

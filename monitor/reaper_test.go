@@ -109,3 +109,44 @@ func TestReadPidFileHostile(t *testing.T) {
 		t.Errorf("a link to a pid file: %d, %v", pid, err)
 	}
 }
+
+// reapOne collects the runtime alone: another child that ended too stays for reap.
+func TestReapOneLeavesOthers(t *testing.T) {
+	r := newReaper()
+	var pids [2]int
+	for i := range pids {
+		pid, err := syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[i] = pid
+		pidfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Skipf("no pidfd to tell the child's end: %v", err)
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, 5000); err != unix.EINTR {
+				break
+			}
+		}
+		unix.Close(pidfd)
+		if fds[0].Revents == 0 {
+			t.Fatalf("child %d did not end within 5 s", pid)
+		}
+	}
+	first, second := r.wait(pids[0]), r.wait(pids[1])
+	r.reapOne(pids[0])
+	if got := statusCode(<-first); got != 0 {
+		t.Fatalf("status %d, want 0", got)
+	}
+	select {
+	case ws := <-second:
+		t.Fatalf("reapOne(%d) also collected %d (status %#x)", pids[0], pids[1], uint32(ws))
+	default:
+	}
+	r.reap()
+	if got := statusCode(<-second); got != 0 {
+		t.Fatalf("status %d, want 0", got)
+	}
+}

@@ -75,7 +75,7 @@ func (m *monitor) waitRuntime(rt lockedChild) unix.WaitStatus {
 	case ws := <-exited:
 		return ws
 	case <-watchExit(rt.pid, rt.pidfd, nil, m.log):
-		m.reaper.reap()
+		m.reaper.reapOne(rt.pid) // the rest once the pid is out (catchQuietSignals)
 		return <-exited
 	}
 }
