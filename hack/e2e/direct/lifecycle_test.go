@@ -1,6 +1,7 @@
 package direct
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -237,7 +238,16 @@ func TestSyncExitStatus(t *testing.T) {
 // signalMonitor starts a container that runs until signalled and returns its monitor pid.
 func signalMonitor(t *testing.T) (*container, int) {
 	t.Helper()
-	c := newContainer(t, bundleOpts{noPidNS: true}, "sh", "-c", "echo ready; exec sleep 100")
+	c, mon, _ := hostPidContainer(t, "echo ready; exec sleep 100", "ready\n")
+	return c, mon
+}
+
+// hostPidContainer creates and starts a container without a pid namespace that runs the
+// shell script, and returns it, its monitor's pid and its stdout records once they contain
+// ready.
+func hostPidContainer(t *testing.T, script, ready string) (*container, int, []record) {
+	t.Helper()
+	c := newContainer(t, bundleOpts{noPidNS: true}, "sh", "-c", script)
 	_, msg := crioStyle.create(t, c)
 	msg.mustInt(t, "pid")
 	mon, err := readPidFile(c.conmonPid)
@@ -245,8 +255,7 @@ func signalMonitor(t *testing.T) (*container, int) {
 		t.Fatal(err)
 	}
 	c.start()
-	waitLog(t, c.logPath, "stdout", "ready\n", 10*time.Second)
-	return c, mon
+	return c, mon, waitLog(t, c.logPath, "stdout", ready, 10*time.Second)
 }
 
 func TestMonitorForwardsSIGTERM(t *testing.T) {
@@ -309,6 +318,35 @@ func TestMonitorSurvivesSignalsBeforeStart(t *testing.T) {
 	c.start()
 	if got := e2eutil.WaitFile(t, c.exitFile(), 10*time.Second, e2eutil.NonEmpty); string(got) != "0" {
 		t.Errorf("exit file %q, want 0", got)
+	}
+}
+
+// Once the pid is reported the monitor reaps on SIGCHLD (docs/lifecycle.md §9.1, §9.2): a
+// container process orphaned into the monitor (no pid namespace: the monitor is the
+// nearest subreaper) is reaped when it ends, not left a zombie until the container exits.
+func TestMonitorReapsOrphans(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	_, mon, recs := hostPidContainer(t, `sh -c 'sleep 600 & echo orphan $!'; exec sleep 600`, "\n")
+	var orphan int
+	if _, err := fmt.Sscanf(string(joined(recs, "stdout")), "orphan %d", &orphan); err != nil {
+		t.Fatalf("no orphan pid in the log: %v", err)
+	}
+	if err := unix.Kill(orphan, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing tells a third process that a zombie was reaped: its /proc entry is watched.
+	stat := "/proc/" + strconv.Itoa(orphan) + "/stat"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, err := os.ReadFile(stat)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("orphan %d of monitor %d not reaped within 10 s: %s", orphan, mon, data)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
