@@ -34,6 +34,7 @@ func (m *monitor) afterPanic() (status int) {
 		return m.finishFailed(msg)
 	}
 	code, timedOut := m.status, m.timedOut
+	m.catchQuietSignals() // the panic may have come between the report and their catching
 	if !m.statusKnown {
 		m.mu.Lock()
 		pid := m.containerPid

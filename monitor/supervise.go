@@ -40,6 +40,7 @@ func (m *monitor) superviseContainer(pid int, releaseRuntimeThread func()) int {
 	if !(opts.Exec && !opts.APIVersion) {
 		m.sync.send(m.syncKey(), pid, "")
 	}
+	diag.PanicPoint("reported")
 	m.catchQuietSignals()
 	// Off the create path: a created container runs only once the engine has started it
 	// (the runtime's start takes milliseconds), and an exec's process ran before its pid

@@ -100,28 +100,34 @@ func TestPanicInLogDriver(t *testing.T) {
 	}
 }
 
-// A panic on the monitor's own path after the pid was reported: the exit files are still
-// written with the container's status, the socket is removed and the exit command runs.
-func TestPanicInExitPath(t *testing.T) {
+// A panic on the monitor's own path after the pid was reported, right after the report
+// (before SIGCHLD is caught, docs/lifecycle.md §9.1) or in the exit sequence: the exit files
+// are still written with the container's status, the socket is removed and the exit
+// command runs.
+func TestPanicAfterPid(t *testing.T) {
 	setup(t)
 	requireConmonGo(t)
-	t.Parallel()
-	c := newContainer(t, bundleOpts{}, "sh", "-c", "exit 6")
-	marker, args := exitCommand(c)
-	m, msg := injectPanic(t, c, "exit", args...)
-	if msg.mustInt(t, "pid") <= 0 {
-		t.Fatalf("create failed: %q", msg.raw)
-	}
-	c.start()
-	for _, f := range []string{filepath.Join(c.persistDir, "exit"), c.exitFile()} {
-		if got := e2eutil.WaitFile(t, f, 10*time.Second, e2eutil.NonEmpty); string(got) != "6" {
-			t.Errorf("%s: %q, want 6", f, got)
-		}
-	}
-	e2eutil.WaitFile(t, marker, 10*time.Second, nil)
-	waitPanic(t, m, "internal error in monitor: injected panic at exit")
-	if _, err := os.Lstat(filepath.Join(c.bundle, "attach")); !os.IsNotExist(err) {
-		t.Errorf("attach socket left behind: %v", err)
+	for _, point := range []string{"reported", "exit"} {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			c := newContainer(t, bundleOpts{}, "sh", "-c", "exit 6")
+			marker, args := exitCommand(c)
+			m, msg := injectPanic(t, c, point, args...)
+			if msg.mustInt(t, "pid") <= 0 {
+				t.Fatalf("create failed: %q", msg.raw)
+			}
+			c.start()
+			for _, f := range []string{filepath.Join(c.persistDir, "exit"), c.exitFile()} {
+				if got := e2eutil.WaitFile(t, f, 10*time.Second, e2eutil.NonEmpty); string(got) != "6" {
+					t.Errorf("%s: %q, want 6", f, got)
+				}
+			}
+			e2eutil.WaitFile(t, marker, 10*time.Second, nil)
+			waitPanic(t, m, "internal error in monitor: injected panic at "+point)
+			if _, err := os.Lstat(filepath.Join(c.bundle, "attach")); !os.IsNotExist(err) {
+				t.Errorf("attach socket left behind: %v", err)
+			}
+		})
 	}
 }
 
