@@ -246,7 +246,6 @@ func (b *bench) ownRows(what, variant string, evs []procEvent, x, y []roundMark,
 		b.rows = append(b.rows, row{name: name, a: errCell(err)})
 		return
 	}
-	ms2 := func(seconds float64) string { return fmt.Sprintf("%.2f ms", seconds*1e3) }
 	cell := func(s [][]float64) string {
 		return fmt.Sprintf("%s (%s + %s)", ms2(med(s, nil, 0).v), ms2(med(s, nil, 1).v), ms2(med(s, nil, 2).v))
 	}
@@ -269,7 +268,7 @@ func (b *bench) cpuRows(what, variant string, x, y []roundMark, errs ...error) {
 		return
 	}
 	cx, cy := cpuTimes(x), cpuTimes(y)
-	b.compare(name, med(cx, nil, 0), med(cy, nil, 0), func(s float64) string { return fmt.Sprintf("%.2f ms", s*1e3) }, nil)
+	b.compare(name, med(cx, nil, 0), med(cy, nil, 0), ms2, nil)
 	b.rows = append(b.rows, row{name: what + ", CPU time, monitor - reference per round" + variant, a: perRound(cx, cy, 2)})
 }
 
