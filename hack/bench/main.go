@@ -3,7 +3,8 @@
 // exec-sync cost, podman's detached exec, one long line and attach throughput, driven
 // through conmon's CLI and fds as CRI-O (podman for the detached exec) does. Runs are
 // interleaved (each round runs every participant once, in a shuffled order) so machine
-// noise hits both; each figure prints medians, the ratio monitor/reference and, where
+// noise hits both, and a runtime's first cgroup write finds the kernel's cgroup lock in
+// the same state in every round (quietCgroups); each figure prints medians, the ratio monitor/reference and, where
 // docs/differences.md §6 sets one, its target.
 //
 //	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,journald]
@@ -483,8 +484,11 @@ func (b *bench) timedRounds(n int, floor func() ([]float64, error),
 			return []float64{seconds}, nil
 		}
 	}
+	// The floor and the runs at once start with the cgroup lock idle; in the runs after
+	// the pause the engine's move has just written a cgroup, as podman's does.
 	watch, watchErr := watchProcs()
-	t.s, t.errs = interleave(n, floor, participant(b.mons[0], 0, &t.marks[1]), participant(b.mons[1], 0, &t.marks[2]),
+	t.s, t.errs = interleave(n, quiet(floor), quiet(participant(b.mons[0], 0, &t.marks[1])),
+		quiet(participant(b.mons[1], 0, &t.marks[2])),
 		participant(b.mons[0], enginePause, &t.marks[3]), participant(b.mons[1], enginePause, &t.marks[4]))
 	t.watchErr = watchErr
 	if watch != nil {
@@ -507,11 +511,45 @@ func (b *bench) timedRows(what string, t *timed) {
 	}
 }
 
+// memBarrierGlobal is MEMBARRIER_CMD_GLOBAL: membarrier(2) returns after an RCU grace
+// period (the kernel's synchronize_rcu).
+const memBarrierGlobal = 1
+
+// quietCgroups returns once the kernel's cgroup write lock is idle. A write to a
+// cgroup.procs (runc writes one per hierarchy, the engine's move one) takes
+// cgroup_threadgroup_rwsem for writing, and when no cgroup was written during the last RCU
+// grace period that write first waits for a new one: 8-16 ms on this machine's kernel.
+// Back to back, whether a run paid it depended on how close it followed the previous run's
+// writes: about half the runc exec rounds did, beside either monitor alike, a swing of
+// ±13 ms that neither monitor causes and that decided single verdicts. The lock's fast
+// path ends one or two grace periods after its last writer; after three, a run pays the
+// wait (59 of 60 bare runc execs here), as on a node where no container started in the
+// last few tens of milliseconds.
+func quietCgroups() error {
+	for range 3 {
+		if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, memBarrierGlobal, 0, 0); errno != 0 {
+			return fmt.Errorf("membarrier(MEMBARRIER_CMD_GLOBAL), the wait for a quiet cgroup lock: %w", errno)
+		}
+	}
+	return nil
+}
+
+// quiet runs fn once the cgroup lock is idle (quietCgroups).
+func quiet(fn func() ([]float64, error)) func() ([]float64, error) {
+	return func() ([]float64, error) {
+		if err := quietCgroups(); err != nil {
+			return nil, err
+		}
+		return fn()
+	}
+}
+
 // enginePause stands for the engine's work between the launcher's exec and the start
 // byte (the cgroup move); pauseLabel names the rows measured with it. Their overhead
 // over the floor can be below zero: the runtime then starts on CPUs the monitor's
 // start-up has kept busy, while bare runc (and the runtime of a start byte written at
-// once) often starts on CPUs that were idle.
+// once) often starts on CPUs that were idle; and the runtime's first cgroup write follows
+// the move's, where the floor's waits for a grace period (quietCgroups).
 const (
 	enginePause = 5 * time.Millisecond
 	pauseLabel  = ", start byte after 5 ms"
@@ -872,7 +910,7 @@ func (b *bench) execFigure() error {
 			return []float64{d.Seconds()}, err
 		}
 	}
-	s, errs := interleave(execPairs, one(b.mons[0]), one(b.mons[1]))
+	s, errs := interleave(execPairs, quiet(one(b.mons[0])), quiet(one(b.mons[1])))
 	b.compare(fmt.Sprintf("exec-sync `true`, wall (%d pairs)", execPairs), med(s[0], errs[0], 0), med(s[1], errs[1], 0),
 		ms, relative("<= ref", func(a, r float64) bool { return a <= r }))
 	b.differenceRow("exec-sync, monitor - reference per round", s[0], s[1], errs[0], errs[1])

@@ -57,3 +57,18 @@ func TestInterleaveFailure(t *testing.T) {
 		t.Fatalf("other participant: %d samples, error %v", len(samples[1]), errs[1])
 	}
 }
+
+// quiet runs its figure's sample once, after the grace periods, and passes on its result.
+func TestQuietRunsSampleOnce(t *testing.T) {
+	calls := 0
+	s, err := quiet(func() ([]float64, error) {
+		calls++
+		return []float64{1.5}, nil
+	})()
+	if err != nil {
+		t.Fatalf("quiet: %v", err)
+	}
+	if calls != 1 || len(s) != 1 || s[0] != 1.5 {
+		t.Fatalf("sample ran %d times and gave %v; want once, [1.5]", calls, s)
+	}
+}
