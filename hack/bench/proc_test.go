@@ -2,9 +2,12 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMedian(t *testing.T) {
@@ -71,14 +74,18 @@ Anonymous:           332 kB
 	}
 }
 
-// The live /proc of this test process parses too.
+// The live /proc of this test process parses too. The state read is this thread's, which
+// runs while it reads it; the process's (its main thread's) may be S when the test runs
+// on another thread.
 func TestReadSelf(t *testing.T) {
 	if _, err := os.Stat("/proc/self/smaps_rollup"); err != nil {
 		t.Skip("no /proc/self/smaps_rollup: ", err)
 	}
-	st, err := readStat(os.Getpid())
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st, err := readStat(unix.Gettid())
 	if err != nil || st.State != 'R' {
-		t.Errorf("readStat(self) = %+v, %v; want state R", st, err)
+		t.Errorf("readStat(this thread) = %+v, %v; want state R", st, err)
 	}
 	m, err := readMem(os.Getpid())
 	if err != nil || m.RSS <= 0 || m.PSS <= 0 || m.Threads < 1 {
