@@ -28,7 +28,7 @@ type monitor struct {
 	spawner   *spawner
 
 	sync       *syncPipe
-	attachPipe *syncPipe // nil unless --exec-attach; closed after its one message
+	attachPipe *syncPipe // nil unless --exec-attach, and once its one message is sent
 	startFD    int       // kept only for --exec-attach's second read
 	inherited  []int
 
@@ -138,11 +138,16 @@ func (m *monitor) run() int {
 		return m.fail(err.Error())
 	}
 	m.attachPipe.send("data", 0, "")
-	m.attachPipe.close()
+	// Open until the second byte, which podman writes after it read the message: a
+	// non-blocking reader could see EOF ahead of a message followed at once by the close
+	// (docs/protocol.md §4). Without a start pipe it stays open, as conmon keeps it.
+	sent := m.attachPipe
 	m.attachPipe = nil
 	if m.startFD >= 0 {
 		// podman writes the second byte once its attach client is connected.
-		if err := readStartPipe(m.startFD); err != nil {
+		err := readStartPipe(m.startFD)
+		sent.close()
+		if err != nil {
 			return m.fail("start-pipe read failed " + diag.Strerror(err))
 		}
 	}

@@ -302,6 +302,11 @@ func (c *client) readLoop() {
 	st := c.s.cfg.Stdin
 	for {
 		n, flags, err := c.recv()
+		if err == unix.ECONNRESET {
+			// The client closed with output unread: Linux says so once, before the
+			// datagrams it sent last, which are still to be read (ReadPacket).
+			continue
+		}
 		if err != nil {
 			break
 		}

@@ -109,12 +109,33 @@ func connectUntil(ctx context.Context, fd int, addr *unix.SockaddrUnix) error {
 // Path is the socket path given to Dial.
 func (c *Conn) Path() string { return c.path }
 
+// ReadPacket reads one datagram from r, a non-blocking SOCK_SEQPACKET socket (an *os.File
+// or a net.Conn on the runtime poller), without losing the last datagrams to how Linux
+// reports the peer's close to a non-blocking read:
+//   - EOF (0 bytes): a read that finds the queue empty tests for the peer's shutdown
+//     afterwards without looking at the queue again, so a last datagram written just before
+//     the close, in between, is still queued;
+//   - ECONNRESET (the peer closed with data of ours unread): reported, once, before the
+//     queue is looked at.
+//
+// Nothing is queued after the peer's close, so one more read settles it: it returns a
+// datagram that was still there, or else the first error stands.
+func ReadPacket(r io.Reader, p []byte) (int, error) {
+	n, err := r.Read(p)
+	if n == 0 && (err == io.EOF || errors.Is(err, unix.ECONNRESET)) {
+		if m, merr := r.Read(p); m > 0 {
+			return m, merr
+		}
+	}
+	return n, err
+}
+
 // ReadFrame returns the next output frame: its stream (ptyio.Stdout or ptyio.Stderr; other
 // ids are returned as they are) and its payload, valid until the next call. It returns
 // io.EOF once the monitor closed the connection.
 func (c *Conn) ReadFrame() (ptyio.Stream, []byte, error) {
 	for {
-		n, err := c.f.Read(c.buf[:])
+		n, err := ReadPacket(c.f, c.buf[:])
 		switch {
 		case err == io.EOF || errors.Is(err, unix.ECONNRESET):
 			return 0, nil, io.EOF

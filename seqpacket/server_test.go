@@ -928,3 +928,36 @@ func TestReadingSlowClientKeepsEverything(t *testing.T) {
 		t.Fatalf("reading client was disconnected")
 	}
 }
+
+// A client that sends its last input and closes with output of the monitor's unread: Linux
+// reports ECONNRESET to the monitor's next read before the input still queued, and that
+// input reaches the container's stdin all the same.
+func TestInputBeforeResetReachesStdin(t *testing.T) {
+	dir := t.TempDir()
+	stdin := newPipeStdin(t, 0)
+	s, log := startServer(t, Config{Bundle: dir, Stdin: stdin})
+	fd := connect(t, log, filepath.Join(dir, "attach"), 1)
+	s.Broadcast(ptyio.Stdout, []byte("never read"))
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, int(waitLimit.Milliseconds())); n != 1 || err != nil {
+		t.Fatalf("the output did not reach the client: %d %v", n, err)
+	}
+	if _, err := unix.Write(fd, []byte("last input")); err != nil {
+		t.Fatal(err)
+	}
+	// Closes the socket, with the output unread; fd stays valid for dial's clean-up.
+	null, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(null)
+	if err := unix.Dup2(null, fd); err != nil {
+		t.Fatal(err)
+	}
+	stdin.r.SetReadDeadline(time.Now().Add(waitLimit))
+	buf := make([]byte, 64)
+	n, err := stdin.r.Read(buf)
+	if string(buf[:n]) != "last input" {
+		t.Fatalf("container stdin got %q (%v), want \"last input\"", buf[:n], err)
+	}
+}

@@ -35,6 +35,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/ptyio/journald/journaldtest"
+	"github.com/conmon-go/conmon-go/seqpacket"
 )
 
 const (
@@ -1029,7 +1030,7 @@ func readAttach(c *net.UnixConn, want int) (int, error) {
 	buf := make([]byte, 8193)
 	got := 0
 	for got < want {
-		n, err := c.Read(buf)
+		n, err := seqpacket.ReadPacket(c, buf)
 		if n > 1 {
 			got += n - 1
 		}

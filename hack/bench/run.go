@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
+	"github.com/conmon-go/conmon-go/seqpacket"
 )
 
 // CRI-O's default monitor_env.
@@ -312,10 +313,19 @@ type syncMsg struct {
 	Message  string `json:"message"`
 }
 
+// packetReader reads the engine's end of a sync or attach pipe: datagram by datagram
+// through seqpacket.ReadPacket, which a plain read of a non-blocking SOCK_SEQPACKET
+// socket needs to see a message the monitor wrote just before it closed the pipe (a
+// stream socket or pipe is read as it is).
+type packetReader struct{ f *os.File }
+
+func (r packetReader) Read(p []byte) (int, error) { return seqpacket.ReadPacket(r.f, p) }
+
+// readSync decodes the next message of a sync or attach pipe.
 func readSync(f *os.File, timeout time.Duration) (syncMsg, error) {
 	var m syncMsg
 	f.SetReadDeadline(time.Now().Add(timeout))
-	if err := json.NewDecoder(f).Decode(&m); err != nil {
+	if err := json.NewDecoder(packetReader{f}).Decode(&m); err != nil {
 		return m, fmt.Errorf("sync pipe: %w", err)
 	}
 	return m, nil

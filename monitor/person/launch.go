@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/seqpacket"
 )
 
 // syncTimeout bounds the wait for the container's pid on the sync pipe (podman's bound).
@@ -111,7 +113,7 @@ func readSync(f *os.File, sigc <-chan os.Signal) (int, error) {
 	done := make(chan result, 1)
 	f.SetReadDeadline(time.Now().Add(syncTimeout))
 	go func() {
-		n, err := f.Read(buf)
+		n, err := seqpacket.ReadPacket(f, buf)
 		done <- result{n, err}
 	}()
 	var r result

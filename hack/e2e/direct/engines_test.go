@@ -4,6 +4,7 @@ package direct
 // sessions with stdin or a terminal, and CRI-O ExecSync.
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,7 +75,13 @@ func podmanExec(t *testing.T, c *container, session string, o execOpts, args ...
 	}
 	conn := dialPodman(t, dir)
 	r := newAttachReader(t, conn)
+	if m.attachPipeClosed() {
+		t.Fatal("the monitor closed the attach pipe before the second start byte (docs/protocol.md §4)")
+	}
 	m.writeStart() // second byte: the runtime may run now
+	if am, err := m.readAttachPipe(10 * time.Second); err != io.EOF {
+		t.Fatalf("attach pipe after the second start byte: %q (%v), want EOF", am.raw, err)
+	}
 	msg, err := m.readSync(10 * time.Second)
 	if err != nil {
 		t.Fatalf("sync pipe: %v", err)

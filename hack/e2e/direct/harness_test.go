@@ -25,6 +25,7 @@ import (
 
 	"github.com/conmon-go/conmon-go/hack/e2e/e2eutil"
 	"github.com/conmon-go/conmon-go/monitor/diag"
+	"github.com/conmon-go/conmon-go/seqpacket"
 )
 
 const refConmon = "/usr/bin/conmon"
@@ -375,6 +376,23 @@ func (m *monitor) readAttachPipe(timeout time.Duration) (syncMsg, error) {
 	return syncMsg{msg.Raw, msg.Keys}, err
 }
 
+// attachPipeClosed reports, without waiting, whether the monitor's end of the attach pipe
+// is closed.
+func (m *monitor) attachPipeClosed() bool {
+	rc, err := m.attachF.SyscallConn()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	var revents int16
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if _, err := unix.Poll(fds, 0); err == nil {
+			revents = fds[0].Revents
+		}
+	})
+	return revents&(unix.POLLRDHUP|unix.POLLHUP) != 0
+}
+
 // ---- pids and files ----
 
 func readPidFile(path string) (int, error) { return e2eutil.ReadPidFile(path) }
@@ -605,7 +623,7 @@ func (r *attachReader) readToEOF(timeout time.Duration) {
 
 func (r *attachReader) readFrame() {
 	r.t.Helper()
-	n, err := r.c.Read(r.buf)
+	n, err := seqpacket.ReadPacket(r.c, r.buf)
 	if n == 0 && (err == nil || err == io.EOF || errors.Is(err, unix.ECONNRESET)) {
 		r.eof = true
 		return

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conmon-go/conmon-go/seqpacket"
 )
 
 // Transport is the kind of fd pair an engine hands the monitor.
@@ -92,7 +94,7 @@ func ReadMsg(f *os.File, dec *json.Decoder, timeout time.Duration) (SyncMsg, err
 		return s, json.Unmarshal(raw, &s.Keys)
 	}
 	buf := make([]byte, 65536)
-	n, err := f.Read(buf)
+	n, err := seqpacket.ReadPacket(f, buf)
 	if err != nil {
 		return s, err
 	}
