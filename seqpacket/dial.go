@@ -119,7 +119,8 @@ func (c *Conn) Path() string { return c.path }
 //     queue is looked at.
 //
 // Nothing is queued after the peer's close, so one more read settles it: it returns a
-// datagram that was still there, or else the first error stands.
+// datagram that was still there, or else the first error stands. (An empty datagram, which
+// reads as EOF too, is skipped: the second read waits for the next one.)
 func ReadPacket(r io.Reader, p []byte) (int, error) {
 	n, err := r.Read(p)
 	if n == 0 && (err == io.EOF || errors.Is(err, unix.ECONNRESET)) {
