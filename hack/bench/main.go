@@ -4,8 +4,8 @@
 // through conmon's CLI and fds as CRI-O (podman for the detached exec) does. Runs are
 // interleaved (each round runs every participant once, in a shuffled order) so machine
 // noise hits both, and a runtime's first cgroup write finds the kernel's cgroup lock in
-// the same state in every round (quietCgroups); each figure prints medians, the ratio monitor/reference and, where
-// docs/differences.md §6 sets one, its target.
+// the same state in every round (quietCgroups); each figure prints medians, the ratio
+// monitor/reference and, where docs/differences.md §6 sets one, its target.
 //
 //	go run ./hack/bench -monitor /abs/bin/conmon-go [-reference /usr/bin/conmon] [-only log,journald]
 package main
