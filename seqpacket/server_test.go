@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -954,9 +955,10 @@ func TestInputBeforeResetReachesStdin(t *testing.T) {
 	if err := unix.Dup2(null, fd); err != nil {
 		t.Fatal(err)
 	}
+	// The test's stdin writes each datagram in two halves (WriteStdin): read both.
 	stdin.r.SetReadDeadline(time.Now().Add(waitLimit))
-	buf := make([]byte, 64)
-	n, err := stdin.r.Read(buf)
+	buf := make([]byte, len("last input"))
+	n, err := io.ReadFull(stdin.r, buf)
 	if string(buf[:n]) != "last input" {
 		t.Fatalf("container stdin got %q (%v), want \"last input\"", buf[:n], err)
 	}
