@@ -77,6 +77,9 @@ func main() {
 	flag.Parse()
 	if err := execute(*monPath, *refPath, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
+		if err == errInterrupted {
+			os.Exit(130)
+		}
 		os.Exit(1)
 	}
 }
@@ -136,9 +139,15 @@ func execute(monPath, refPath, only string) error {
 	if b.e == nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
+	// The first signal stops the bench between runs: every later run fails at once, and
+	// the clean-up below runs when nothing else touches the work directory any more. A
+	// second signal, for a run that hangs, cleans up at once and exits.
+	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "bench: interrupted, stopping after the current run (again to stop at once)")
+		b.e.interrupt()
 		<-sigs
 		b.e.cleanup()
 		os.Exit(130)
@@ -153,10 +162,16 @@ func execute(monPath, refPath, only string) error {
 		if only != "" && !strings.Contains(","+only+",", ","+f.name+",") {
 			continue
 		}
+		if b.e.interrupted() {
+			return errInterrupted
+		}
 		fmt.Fprintf(os.Stderr, "bench: %s...\n", f.name)
 		if err := guard(f.fn); err != nil {
 			b.rows = append(b.rows, row{name: f.name, a: errCell(err), verdict: "ERROR"})
 		}
+	}
+	if b.e.interrupted() {
+		return errInterrupted
 	}
 	b.printTable()
 	fmt.Printf("\ntotal bench time %.0f s\n", time.Since(started).Seconds())
@@ -349,26 +364,48 @@ func (b *bench) compare(name string, x, y metric, format func(float64) string, g
 	b.rows = append(b.rows, r)
 }
 
-// differenceRow adds, for latencies measured in interleaved rounds, the median of the
-// per-round difference monitor - reference and its middle half: when that range spans
-// zero, the two are level within this machine's noise.
+// differenceRow adds, for latencies measured in interleaved rounds, the row of their
+// per-round difference monitor - reference (perRound).
 func (b *bench) differenceRow(name string, x, y [][]float64, errs ...error) {
 	if err := errors.Join(errs...); err != nil {
 		b.rows = append(b.rows, row{name: name, a: errCell(err)})
 		return
 	}
-	b.rows = append(b.rows, row{name: name, a: perRound(x, y, 1)})
+	b.rows = append(b.rows, perRound(name, x, y, 1))
 }
 
-// perRound is the median of the per-round differences x - y (column 0) and their middle
-// half, in ms with the given decimals.
-func perRound(x, y [][]float64, decimals int) string {
+// Where a per-round difference stands: its median's 95% interval below zero, spanning it,
+// or above it.
+const (
+	pairedTarget = "95% interval vs 0"
+	pairedBelow  = "BELOW"
+	pairedLevel  = "LEVEL"
+	pairedAbove  = "ABOVE"
+)
+
+// perRound is the row of the per-round differences x - y (column 0), in ms with the given
+// decimals: their median, their middle half (how much one round says) and the 95% interval
+// of the median (how much the run says). Its verdict is where that interval lies: one that
+// spans zero says the two are level within this machine's noise.
+func perRound(name string, x, y [][]float64, decimals int) row {
 	d := make([]float64, min(len(x), len(y)))
 	for i := range d {
 		d[i] = x[i][0] - y[i][0]
 	}
 	p25, p50, p75 := quartiles(d)
-	return fmt.Sprintf("%+.*f ms (middle half %+.*f .. %+.*f)", decimals, p50*1e3, decimals, p25*1e3, decimals, p75*1e3)
+	lo, hi := medianInterval(d)
+	ms := func(v float64) string { return fmt.Sprintf("%+.*f", decimals, v*1e3) }
+	r := row{name: name, target: pairedTarget, verdict: pairedLevel,
+		a: ms(p50) + " ms (middle half " + ms(p25) + " .. " + ms(p75) + "; median's 95% interval " + ms(lo) + " .. " + ms(hi) + ")"}
+	switch {
+	case len(d) == 0:
+		r.target, r.verdict = "", ""
+	case hi < 0:
+		r.verdict = pairedBelow
+	case lo > 0:
+		r.verdict = pairedAbove
+	}
+	return r
 }
 
 func (b *bench) binaryRow() {

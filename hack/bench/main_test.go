@@ -72,3 +72,28 @@ func TestQuietRunsSampleOnce(t *testing.T) {
 		t.Fatalf("sample ran %d times and gave %v; want once, [1.5]", calls, s)
 	}
 }
+
+func TestPerRoundVerdict(t *testing.T) {
+	// 200 rounds whose differences are spread evenly over [shift-10, shift+10) ms.
+	rounds := func(shift float64) (x, y [][]float64) {
+		for i := range 200 {
+			d := (shift - 10 + float64(i)*0.1) * 1e-3
+			x = append(x, []float64{0.040 + d})
+			y = append(y, []float64{0.040})
+		}
+		return x, y
+	}
+	for _, c := range []struct {
+		shift float64
+		want  string
+	}{{-5, pairedBelow}, {0, pairedLevel}, {1, pairedLevel}, {5, pairedAbove}} {
+		x, y := rounds(c.shift)
+		r := perRound("create", x, y, 1)
+		if r.verdict != c.want || r.target != pairedTarget {
+			t.Errorf("shift %+v ms: verdict %q (target %q), want %q; row %q", c.shift, r.verdict, r.target, c.want, r.a)
+		}
+	}
+	if r := perRound("create", nil, nil, 1); r.verdict != "" {
+		t.Errorf("no rounds: verdict %q, want none", r.verdict)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -40,6 +41,23 @@ func quartiles(xs []float64) (p25, p50, p75 float64) {
 	sort.Float64s(s)
 	at := func(q float64) float64 { return s[int(q*float64(len(s)-1)+0.5)] }
 	return at(0.25), median(s), at(0.75)
+}
+
+// medianInterval returns a 95% confidence interval of the median of xs, free of any
+// assumption about their distribution: the number of values below the median is binomial
+// (n, 1/2), so the ranks n/2 ∓ 0.98·√n (normal approximation) bound it. With ten values
+// or fewer it is their whole range.
+func medianInterval(xs []float64) (lo, hi float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := float64(len(s))
+	half := 0.98 * math.Sqrt(n)
+	i := max(int(math.Floor(n/2-half)), 1)       // 1-based rank
+	j := min(int(math.Ceil(n/2+1+half)), len(s)) // 1-based rank
+	return s[i-1], s[j-1]
 }
 
 // procStat is what the bench needs from /proc/<pid>/stat.

@@ -139,3 +139,20 @@ func TestQuartiles(t *testing.T) {
 		t.Errorf("quartiles(nil) = %v %v %v", p25, p50, p75)
 	}
 }
+
+func TestMedianInterval(t *testing.T) {
+	// 200 rounds, as the bench's: ranks 100 ∓ 13.9, so the 86th and the 115th value.
+	xs := make([]float64, 200)
+	for i := range xs {
+		xs[i] = float64(200 - i) // unsorted on purpose
+	}
+	if lo, hi := medianInterval(xs); lo != 86 || hi != 115 {
+		t.Errorf("medianInterval(1..200) = %v .. %v, want 86 .. 115", lo, hi)
+	}
+	if lo, hi := medianInterval([]float64{4, 2, 3}); lo != 2 || hi != 4 {
+		t.Errorf("medianInterval(2, 3, 4) = %v .. %v, want the whole range 2 .. 4", lo, hi)
+	}
+	if lo, hi := medianInterval(nil); lo != 0 || hi != 0 {
+		t.Errorf("medianInterval(nil) = %v .. %v", lo, hi)
+	}
+}

@@ -253,8 +253,7 @@ func (b *bench) ownRows(what, variant string, evs []procEvent, x, y []roundMark,
 	if vy := med(sy, nil, 0).v; vy != 0 {
 		r.ratio = fmt.Sprintf("%.2fx", med(sx, nil, 0).v/vy)
 	}
-	b.rows = append(b.rows, r, row{name: what + ", own time, monitor - reference per round" + variant,
-		a: perRound(sx, sy, 2)})
+	b.rows = append(b.rows, r, perRound(what+", own time, monitor - reference per round"+variant, sx, sy, 2))
 	rx, ry := med(sx, nil, 3), med(sy, nil, 3)
 	b.compare(what+", the runtime's own time beside the monitor"+variant, rx, ry, ms, nil)
 }
@@ -269,7 +268,7 @@ func (b *bench) cpuRows(what, variant string, x, y []roundMark, errs ...error) {
 	}
 	cx, cy := cpuTimes(x), cpuTimes(y)
 	b.compare(name, med(cx, nil, 0), med(cy, nil, 0), ms2, nil)
-	b.rows = append(b.rows, row{name: what + ", CPU time, monitor - reference per round" + variant, a: perRound(cx, cy, 2)})
+	b.rows = append(b.rows, perRound(what+", CPU time, monitor - reference per round"+variant, cx, cy, 2))
 }
 
 // cpuTimes lists the rounds' CPU times in seconds, in the shape med and perRound take.

@@ -48,8 +48,14 @@ type env struct {
 	seq    int
 	tpls   map[string]string // workload name -> template config.json
 	live   map[*run]bool     // containers not yet destroyed, for the final cleanup
-	closed bool              // cleanup has begun: create nothing more
+	closed bool              // interrupted or cleaned up: create nothing more
+	// cleanMu serialises cleanup: a second signal cleans up while the first clean-up (or
+	// the runs) may still be going.
+	cleanMu sync.Mutex
 }
+
+// errInterrupted fails every run started after a signal.
+var errInterrupted = errors.New("bench interrupted")
 
 // run is one container under one monitor (or bare runc).
 type run struct {
@@ -125,6 +131,10 @@ func (e *env) template(name string, args ...string) (string, error) {
 // newRun prepares a private directory, runc root and (tpl != "") bundle for one run.
 func (e *env) newRun(mon *monitor, tpl string) (*run, error) {
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, errInterrupted
+	}
 	e.seq++
 	id := fmt.Sprintf("bench-%07d-%d", os.Getpid(), e.seq) // journald needs more than 12 bytes
 	e.mu.Unlock()
@@ -154,10 +164,23 @@ func (e *env) track(r *run) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return errors.New("bench interrupted")
+		return errInterrupted
 	}
 	e.live[r] = true
 	return nil
+}
+
+// interrupt makes every later newRun and track fail: the figures run out quickly.
+func (e *env) interrupt() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+}
+
+func (e *env) interrupted() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
 }
 
 // runcCmd runs runc with the run's root. Its output goes to a file, not a pipe: a
@@ -585,6 +608,8 @@ func (e *env) destroy(r *run) {
 
 // cleanup destroys every run still alive and removes the work directory.
 func (e *env) cleanup() {
+	e.cleanMu.Lock()
+	defer e.cleanMu.Unlock()
 	e.mu.Lock()
 	e.closed = true
 	runs := make([]*run, 0, len(e.live))
