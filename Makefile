@@ -27,13 +27,22 @@ PRINTF_FUNCS := Warnf,Debugf,Infof,Tracef,warnf
 # Integration tests run the binary built here (and /usr/bin/conmon as the reference).
 export CONMON_BINARY := $(CURDIR)/$(BIN)
 
-.PHONY: all build test unit fuzz stress demo install bench clean
+.PHONY: all build test fuzz stress demo install bench clean FORCE
 
 all: build
 
 build: $(BIN)
 
-$(BIN): $(shell find . -name '*.go' -not -path './hack/*') go.mod go.sum
+# The stamp changes only when the version or the commit does, so that --version never
+# names the commit of an earlier build.
+STAMP := bin/.stamp
+$(STAMP): FORCE
+	@mkdir -p bin
+	@echo '$(VERSION) $(REVISION)' | cmp -s - $@ || echo '$(VERSION) $(REVISION)' > $@
+
+FORCE:
+
+$(BIN): $(shell find . -name '*.go' -not -path './hack/*') go.mod go.sum $(STAMP)
 	CGO_ENABLED=0 GOEXPERIMENT=$(BUILD_GOEXPERIMENT) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $@ ./cmd/conmon-go
 
 # Unit tests and the root integration suites (they skip with a message when not root or
